@@ -1,0 +1,43 @@
+"""aimc: deep learning on analog in-memory computing hardware made of PCM, in PyTorch.
+
+>>> import aimc
+>>> amodel = aimc.convert(model, aimc.presets.pcm_joshi2020(), digital=["fc"])
+>>> aimc.calibrate_inputs(amodel, train_loader)
+>>> aimc.program(amodel, seed=0)
+>>> aimc.drift(amodel, 86400); aimc.compensate(amodel, "gdc")
+"""
+
+from . import devices, functional, presets
+from .config import AnalogConfig, MappingConfig, TileConfig
+from .inference import (
+    accuracy,
+    calibrate_inputs,
+    compensate,
+    drift,
+    evaluate_over_time,
+    program,
+)
+from .nn import AnalogConv1d, AnalogConv2d, AnalogLinear, analog_layers, convert, to_digital
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AnalogConfig",
+    "AnalogConv1d",
+    "AnalogConv2d",
+    "AnalogLinear",
+    "MappingConfig",
+    "TileConfig",
+    "accuracy",
+    "analog_layers",
+    "calibrate_inputs",
+    "compensate",
+    "convert",
+    "devices",
+    "drift",
+    "evaluate_over_time",
+    "functional",
+    "presets",
+    "program",
+    "to_digital",
+]

@@ -1,0 +1,175 @@
+"""Tile physics as pure tensor functions: mapping, DAC, ADC, output noise, tiled MVM.
+
+Conventions (pcm-model.md sec. 1 and 5; Joshi et al. 2020, Methods "Analog MVM"):
+
+- A layer's weight is seen as ``g`` independent matrices (conv groups; 1 for dense
+  layers) of shape (out_g, fan_in). ``fan_in`` is made of ``units`` of ``unit_rows``
+  crossbar rows each (a conv input channel brings kh*kw rows, so a channel never
+  straddles two tiles and the native convolution stays exact per tile).
+- Along the inputs a matrix is split into ``T`` tiles of ``c`` units (``R = c*unit_rows``
+  rows, the last tile may be shorter and is zero-padded). Each tile has its own DAC and
+  ADC; partial outputs are summed in digital.
+- Inside a tile, signals are normalised: weights to [-1, 1] by a scale ``s`` (one per
+  tile, or one per tile column), inputs to [-1, 1] by the input range ``r``. A digital
+  partial output is ``ADC(W_n x_n + noise) * s * r``.
+- Partial outputs are laid out (B, g, T, out_g, L): batch, group, input tile, output,
+  positions (L = 1 for dense layers).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def split_units(n_units: int, unit_rows: int, rows: int, extra_last: int = 0
+                ) -> tuple[int, int]:
+    """Split ``n_units`` units of ``unit_rows`` rows over tiles of ``rows`` rows.
+
+    Returns (T, c): T tiles, c units per tile (the last tile holds the rest), with the
+    units spread as evenly as the tile size allows and ``extra_last`` spare rows in the
+    last tile (the analog bias row). Joshi 2020 maps conv kernels flattened 3-D to 2-D,
+    one channel's kh*kw rows together.
+    """
+    if n_units < 1 or unit_rows < 1:
+        raise ValueError(f"need at least one unit of one row, got {n_units} x {unit_rows}")
+    max_units = rows // unit_rows
+    if max_units < 1 or unit_rows + extra_last > rows:
+        raise ValueError(f"one input unit needs {unit_rows + extra_last} rows but a tile has "
+                         f"{rows} (TileConfig.rows); use larger tiles")
+    n_tiles = math.ceil(n_units / max_units)
+    while True:
+        per_tile = math.ceil(n_units / n_tiles)
+        used = math.ceil(n_units / per_tile)
+        last = n_units - (used - 1) * per_tile
+        if per_tile <= max_units and last * unit_rows + extra_last <= rows:
+            return used, per_tile
+        n_tiles += 1
+
+
+def tile_weights(w: Tensor, n_tiles: int, tile_rows: int) -> Tensor:
+    """(g, out_g, fan_in) -> (g, T, out_g, R): zero-pad fan_in to T*R and split it."""
+    g, out_g, fan_in = w.shape
+    pad = n_tiles * tile_rows - fan_in
+    if pad:
+        w = torch.nn.functional.pad(w, (0, pad))
+    return w.reshape(g, out_g, n_tiles, tile_rows).permute(0, 2, 1, 3).contiguous()
+
+
+def untile_weights(w_tiles: Tensor, fan_in: int) -> Tensor:
+    """Inverse of :func:`tile_weights`: (g, T, out_g, R) -> (g, out_g, fan_in)."""
+    g, n_tiles, out_g, tile_rows = w_tiles.shape
+    return w_tiles.permute(0, 2, 1, 3).reshape(g, out_g, n_tiles * tile_rows)[..., :fan_in]
+
+
+def weight_scales(w_tiles: Tensor, cols: int, per_column: bool,
+                  bias: Tensor | None = None) -> Tensor:
+    """Scale s of each tile column, shape (g, T, out_g): max|W| over the tile or column.
+
+    With ``per_column`` each output of each tile gets its own max|W|; otherwise the
+    outputs are grouped in tiles of ``cols`` columns that share one scale (pcm-model.md
+    sec. 1: s = g_max / max|W| per tile, here kept in weight units). ``bias`` (g, out_g),
+    if it sits on an analog row, counts towards the last tile's scale.
+    """
+    amax = w_tiles.abs().amax(dim=-1)  # (g, T, out_g)
+    if bias is not None:
+        amax = amax.clone()
+        amax[:, -1] = torch.maximum(amax[:, -1], bias.abs())
+    if not per_column:
+        g, n_tiles, out_g = amax.shape
+        n_col_tiles = math.ceil(out_g / cols)
+        pad = n_col_tiles * cols - out_g
+        blocks = torch.nn.functional.pad(amax, (0, pad)).reshape(g, n_tiles, n_col_tiles, cols)
+        amax = blocks.amax(dim=-1, keepdim=True).expand(-1, -1, -1, cols)
+        amax = amax.reshape(g, n_tiles, n_col_tiles * cols)[..., :out_g]
+    # An all-zero tile column maps to zero conductance whatever its scale: avoid 0/0.
+    return torch.where(amax > 0, amax, torch.ones_like(amax)).contiguous()
+
+
+def weights_to_conductances(w_norm: Tensor, g_max: float) -> tuple[Tensor, Tensor]:
+    """Normalised weights in [-1, 1] -> differential pair (G+, G-) in uS (pcm-model.md sec. 1).
+
+    Positive weights go on G+ (G- = 0), negative ones on G- (G+ = 0).
+    """
+    return (w_norm.clamp_min(0.0) * g_max, (-w_norm).clamp_min(0.0) * g_max)
+
+
+def conductances_to_weights(g_pos: Tensor, g_neg: Tensor, g_max: float) -> Tensor:
+    """Differential pair in uS -> normalised weight (G+ - G-) / g_max."""
+    return (g_pos - g_neg) / g_max
+
+
+def dac_levels(bits: int) -> int:
+    """Levels on each side of zero of a symmetric ``bits``-bit converter: 2^(bits-1) - 1."""
+    return (1 << (bits - 1)) - 1
+
+
+def dac(x_norm: Tensor, bits: int) -> Tensor:
+    """DAC: clip normalised inputs to [-1, 1] and round to 2^bits - 1 symmetric levels.
+
+    Step 1/(2^(bits-1) - 1), e.g. 1/127 for 8 bits (Joshi 2020: 8-bit inputs); bits = 0
+    only clips.
+    """
+    x_norm = x_norm.clamp(-1.0, 1.0)
+    if not bits:
+        return x_norm
+    q = dac_levels(bits)
+    return torch.round(x_norm * q) / q
+
+
+def adc(y: Tensor, bits: int, bound: float) -> Tensor:
+    """ADC: clip to [-bound, bound] and round to 2^bits - 1 symmetric levels (sec. 5).
+
+    bound = 0 means unbounded (then bits must be 0); bits = 0 only clips.
+    """
+    if bound:
+        y = y.clamp(-bound, bound)
+    if not bits:
+        return y
+    if not bound:
+        raise ValueError("an ADC with bits > 0 needs a bound > 0")
+    q = dac_levels(bits)
+    return torch.round(y * (q / bound)) * (bound / q)
+
+
+def output_noise(y: Tensor, std: float, generator: torch.Generator | None = None) -> Tensor:
+    """Additive Gaussian output noise of std ``std`` (normalised units), fresh per call."""
+    if not std:
+        return y
+    return y + std * torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
+
+
+def periphery(partial: Tensor, w_scale: Tensor, in_scale: Tensor | float, *,
+              out_noise: float, out_bound: float, adc_bits: int,
+              alpha: Tensor | None = None, alpha_before_adc: bool = True,
+              bias_part: Tensor | None = None,
+              generator: torch.Generator | None = None) -> Tensor:
+    """From normalised partial outputs (B, g, T, out_g, L) to digital outputs (B, g, out_g, L).
+
+    Per tile: [+ analog bias row] + output noise, [x GDC alpha, i.e. the ADC range or
+    integration time follows the drift], ADC (bound, quantisation); then back to weight
+    units (x s x r) and the digital sum over tiles [x alpha after the ADC]. pcm-model.md
+    sec. 5 and 6.
+
+    ``w_scale`` (g, T, out_g); ``in_scale`` a float or (B, g, T, 1, L) per-vector ranges;
+    ``alpha`` a 0-d tensor or (g, out_g) per-column factors; ``bias_part`` the analog
+    bias row's output in the last tile's normalised units, broadcastable to (B, g, out_g, L).
+    """
+    y = partial
+    if bias_part is not None:
+        y = y.clone()
+        y[:, :, -1] += bias_part
+    y = output_noise(y, out_noise, generator)
+    alpha_t = None
+    if alpha is not None:
+        alpha_t = alpha if alpha.dim() == 0 else alpha[:, None, :, None]
+        if alpha_before_adc:
+            y = y * alpha_t
+    y = adc(y, adc_bits, out_bound)
+    y = y * (w_scale.unsqueeze(-1) * in_scale)
+    out = y.squeeze(2) if y.shape[2] == 1 else y.sum(dim=2)
+    if alpha is not None and not alpha_before_adc:
+        out = out * (alpha if alpha.dim() == 0 else alpha.unsqueeze(-1))
+    return out

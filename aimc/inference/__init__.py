@@ -1,0 +1,7 @@
+"""Programming, drift, drift compensation and accuracy over time."""
+
+from .chip import COMPENSATIONS, calibrate_inputs, compensate, drift, program
+from .evaluate import accuracy, evaluate_over_time, method_name
+
+__all__ = ["COMPENSATIONS", "accuracy", "calibrate_inputs", "compensate", "drift",
+           "evaluate_over_time", "method_name", "program"]

@@ -1,0 +1,112 @@
+"""Module conversion: ``aimc.convert`` swaps supported torch layers for analog ones."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Iterable, Iterator
+
+from torch import nn
+
+from ..config import AnalogConfig
+from .layers import AnalogConv1d, AnalogConv2d, AnalogLayerMixin, AnalogLinear
+
+ANALOG_LAYERS: dict[type, type] = {
+    nn.Linear: AnalogLinear,
+    nn.Conv1d: AnalogConv1d,
+    nn.Conv2d: AnalogConv2d,
+}
+"""Registry: digital layer type -> analog layer type (exact types; subclasses stay digital)."""
+
+# Layer types that hold weights but have no analog counterpart yet: reported, kept digital.
+_WEIGHTED = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+             nn.RNNBase, nn.Embedding, nn.Bilinear, nn.MultiheadAttention)
+
+
+def analog_layers(model: nn.Module) -> Iterator[tuple[str, AnalogLayerMixin]]:
+    """(name, layer) for every analog layer of ``model``, in module order."""
+    for name, module in model.named_modules():
+        if isinstance(module, AnalogLayerMixin):
+            yield name, module
+
+
+def convert(model: nn.Module, config: AnalogConfig, digital: Iterable[str] = ()
+            ) -> nn.Module:
+    """A copy of ``model`` with every Linear/Conv1d/Conv2d on analog tiles (Joshi 2020).
+
+    Weights are kept. Layers named in ``digital`` (e.g. ``["conv1", "fc"]`` for the
+    first and last layer) and layer types without an analog version stay digital; the
+    latter are listed in a warning. The original model is not changed.
+    """
+    if not isinstance(config, AnalogConfig):
+        raise TypeError(f"config must be an aimc AnalogConfig (see aimc.presets), "
+                        f"got {type(config).__name__}")
+    digital = set(digital)
+    names = {name for name, _ in model.named_modules()}
+    missing = digital - names
+    if missing:
+        raise ValueError(f"digital: no module named {sorted(missing)} in the model; "
+                         f"module names look like {sorted(n for n in names if n)[:8]}")
+    model = copy.deepcopy(model)
+    kept: list[str] = []
+
+    def swap(parent: nn.Module, prefix: str) -> None:
+        for child_name, child in parent.named_children():
+            name = f"{prefix}.{child_name}" if prefix else child_name
+            target = ANALOG_LAYERS.get(type(child))
+            if target is not None and name not in digital:
+                setattr(parent, child_name, target.from_digital(child, config, name))
+            elif isinstance(child, _WEIGHTED) and name not in digital:
+                kept.append(f"{name} ({type(child).__name__})")
+            else:
+                swap(child, name)
+
+    root_target = ANALOG_LAYERS.get(type(model))
+    if root_target is not None:
+        return root_target.from_digital(model, config, "")
+    swap(model, "")
+    if kept:
+        warnings.warn("aimc.convert: these layers have no analog version and stay digital: "
+                      + ", ".join(kept), stacklevel=2)
+    return model
+
+
+def to_digital(model: nn.Module, effective: bool = False) -> nn.Module:
+    """A copy of ``model`` with every analog layer back to its plain torch layer.
+
+    With ``effective=True`` the copy holds the weights the chip holds now (after
+    programming, drift and compensation) instead of the trained weights.
+    """
+    model = copy.deepcopy(model)
+    inverse = {v: k for k, v in ANALOG_LAYERS.items()}
+
+    def plain(layer: AnalogLayerMixin) -> nn.Module:
+        base = inverse[type(layer)]
+        if base is nn.Linear:
+            new = nn.Linear(layer.in_features, layer.out_features, layer.bias is not None,
+                            device="meta")
+        else:
+            new = base(layer.in_channels, layer.out_channels, layer.kernel_size,
+                       layer.stride, layer.padding, layer.dilation, layer.groups,
+                       layer.bias is not None, layer.padding_mode, device="meta")
+        weight = layer.weight
+        if effective:
+            w = layer.effective_weight()
+            if layer.alpha.numel():
+                alpha = layer.alpha
+                w = w * (alpha if alpha.dim() == 0 else alpha.reshape(-1, *[1] * (w.dim() - 1)))
+            weight = nn.Parameter(w.detach().clone().to(weight.dtype))
+        new.weight = weight
+        new.bias = layer.bias
+        new.train(layer.training)
+        return new
+
+    if isinstance(model, AnalogLayerMixin):
+        return plain(model)
+    for name, layer in list(analog_layers(model)):
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name), child, plain(layer))
+    return model
+
+
+__all__ = ["ANALOG_LAYERS", "analog_layers", "convert", "to_digital"]

@@ -1,0 +1,494 @@
+"""Analog layers: torch layers whose weights live on tiles of PCM differential pairs.
+
+Each class subclasses its torch layer, so ``weight`` stays a real ``nn.Parameter`` and
+optimizers, ``state_dict``, ``deepcopy`` and ``torch.save`` keep working. The chip
+state (programmed conductances, drift exponents, scales, the effective weights at the
+current time, drift compensation) lives in buffers: a ``state_dict`` is a snapshot of
+the chip. The physics is in :mod:`aimc.devices` and :mod:`aimc.functional`; these
+modules only hold state and call them.
+
+In training mode a layer computes the plain digital layer (hardware-aware training
+adds its noise on top); in eval mode it runs on the programmed tiles and refuses to run
+before :func:`aimc.program`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..config import AnalogConfig
+from ..functional import tile as ft
+
+# Buffers that hold the chip; empty until programmed, resized on load_state_dict.
+CHIP_BUFFERS = ("g_pos", "g_neg", "nu_pos", "nu_neg", "w_scale", "w_tiles", "b_tiles",
+                "gdc_ref", "alpha")
+GDC_OFF, GDC_LAYER, GDC_COLUMN = 0, 1, 2
+_GDC_CAL_VECTORS = 128
+
+
+def mix_seed(*parts: object) -> int:
+    """A 63-bit seed from any printable parts, stable across processes and platforms."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How one layer's weight is laid out on tiles (see :mod:`aimc.functional.tile`)."""
+
+    groups: int
+    """Independent matrices (conv groups)."""
+    out_g: int
+    """Outputs per group."""
+    fan_in: int
+    """Crossbar rows a matrix needs (without the analog bias row)."""
+    unit_rows: int
+    """Rows per input unit (kh*kw for a conv channel, 1 for a dense input)."""
+    n_tiles: int
+    """Tiles along the inputs, T."""
+    units_per_tile: int
+    """Input units per tile, c."""
+
+    @property
+    def tile_rows(self) -> int:
+        """Rows used per tile, R = c * unit_rows (the last tile is zero-padded to R)."""
+        return self.units_per_tile * self.unit_rows
+
+
+class AnalogLayerMixin:
+    """Chip state and the analog forward shared by every analog layer type."""
+
+    analog_config: AnalogConfig
+    analog_name: str
+
+    # -- set-up ------------------------------------------------------------------------------
+    def _init_analog(self, config: AnalogConfig, name: str = "") -> None:
+        if not isinstance(config, AnalogConfig):
+            raise TypeError(f"config must be an aimc AnalogConfig, got {type(config).__name__}")
+        self.analog_config = config
+        self.analog_name = name or type(self).__name__
+        self.calibrating = False
+        self.calib_quantile = 1.0
+        self._noise_gen: torch.Generator | None = None
+        self._range_stats: list[float] = []
+        dev = self.weight.device
+        for key in CHIP_BUFFERS:
+            self.register_buffer(key, torch.empty(0, device=dev))
+        self.register_buffer("input_range", torch.tensor(0.0, device=dev))
+        self.register_buffer("chip_seed", torch.tensor(-1, dtype=torch.int64, device=dev))
+        self.register_buffer("read_seed", torch.tensor(-1, dtype=torch.int64, device=dev))
+        self.register_buffer("t_s", torch.tensor(0.0, dtype=torch.float64, device=dev))
+        self.register_buffer("gdc_mode", torch.tensor(GDC_OFF, dtype=torch.int64, device=dev))
+        self.register_buffer("gdc_before_adc", torch.tensor(True, device=dev))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Chip buffers change shape when a layer is programmed: adopt the saved shapes.
+        for key in CHIP_BUFFERS:
+            saved = state_dict.get(prefix + key)
+            if saved is not None and saved.shape != getattr(self, key).shape:
+                setattr(self, key, torch.empty_like(saved))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._noise_gen = None  # restart the output-noise stream of the loaded time
+
+    # -- shape of the layer (subclasses) -------------------------------------------------------
+    def weight_matrix(self) -> Tensor:
+        """The weight as (groups, out_g, fan_in) matrices, the crossbar view."""
+        raise NotImplementedError
+
+    def _unit_rows(self) -> int:
+        raise NotImplementedError
+
+    def _mvm_static(self, x_n: Tensor, geo: Geometry) -> tuple[Tensor, tuple[int, ...]]:
+        raise NotImplementedError
+
+    def _mvm_dynamic(self, x: Tensor, geo: Geometry
+                     ) -> tuple[Tensor, Tensor, tuple[int, ...]]:
+        raise NotImplementedError
+
+    def _digital_forward(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    @property
+    def analog_bias(self) -> bool:
+        """True when the bias sits on an analog crossbar row."""
+        return self.bias is not None and not self.analog_config.mapping.digital_bias
+
+    def geometry(self) -> Geometry:
+        """Tile layout of this layer under its config."""
+        w = self.weight_matrix()
+        groups, out_g, fan_in = w.shape
+        unit_rows = self._unit_rows()
+        n_tiles, per_tile = ft.split_units(fan_in // unit_rows, unit_rows,
+                                           self.analog_config.tile.rows,
+                                           extra_last=int(self.analog_bias))
+        return Geometry(groups, out_g, fan_in, unit_rows, n_tiles, per_tile)
+
+    @property
+    def programmed(self) -> bool:
+        """Whether :meth:`program_chip` (or a loaded chip) has set the conductances."""
+        return self.g_pos.numel() > 0
+
+    # -- programming, drift, compensation -----------------------------------------------------
+    @torch.no_grad()
+    def program_chip(self, seed: int) -> None:
+        """Map the weights to conductance pairs and program every device once (sec. 1-3).
+
+        Samples programming noise and drift exponents, then reads the chip at t = 0 and
+        keeps that read as the reference of global drift compensation (sec. 6).
+        """
+        cfg = self.analog_config
+        geo = self.geometry()
+        gen = torch.Generator().manual_seed(mix_seed("program", seed, self.analog_name))
+        w_tiles = ft.tile_weights(self.weight_matrix().detach().float().cpu(),
+                                  geo.n_tiles, geo.tile_rows)
+        bias = self._bias_matrix(geo)
+        scale = ft.weight_scales(w_tiles, cfg.tile.cols,
+                                 cfg.mapping.weight_scaling == "column", bias)
+        w_norm = ft.untile_weights(w_tiles / scale.unsqueeze(-1), geo.fan_in)
+        if bias is not None:
+            w_norm = torch.cat([w_norm, (bias / scale[:, -1]).unsqueeze(-1)], dim=-1)
+        g_max = cfg.device.g_max
+        target_pos, target_neg = ft.weights_to_conductances(w_norm, g_max)
+        dev = self.weight.device
+        self.g_pos, self.nu_pos = (v.to(dev) for v in cfg.device.program(target_pos, gen))
+        self.g_neg, self.nu_neg = (v.to(dev) for v in cfg.device.program(target_neg, gen))
+        self.w_scale = scale.to(dev)
+        self.chip_seed.fill_(seed)
+        self.gdc_ref = torch.empty(0, device=dev)
+        self.drift_chip(0.0)
+        self.gdc_ref = self._gdc_read()
+        self._update_alpha()
+
+    def _bias_matrix(self, geo: Geometry) -> Tensor | None:
+        if not self.analog_bias:
+            return None
+        return self.bias.detach().float().cpu().reshape(geo.groups, geo.out_g)
+
+    @torch.no_grad()
+    def drift_chip(self, t_seconds: float, seed: int | None = None) -> None:
+        """Conductances ``t_seconds`` after programming, with fresh read noise (sec. 3-4).
+
+        Computes the effective weights once, for every forward pass until the next call.
+        ``seed`` defaults to one derived from the chip seed and t, so the same chip read
+        at the same time gives the same numbers.
+        """
+        self._require_programmed("drift")
+        t = float(t_seconds)
+        if not math.isfinite(t) or t < 0:
+            raise ValueError(f"t_seconds must be a finite time >= 0, got {t_seconds!r}")
+        geo = self.geometry()
+        dev = self.analog_config.device
+        if seed is None:
+            seed = mix_seed("read", int(self.chip_seed), t, self.analog_name)
+        gen = torch.Generator().manual_seed(mix_seed("read", seed, self.analog_name))
+        g_pos = dev.read(self.g_pos.cpu(), self.nu_pos.cpu(), t, gen)
+        g_neg = dev.read(self.g_neg.cpu(), self.nu_neg.cpu(), t, gen)
+        w_norm = ft.conductances_to_weights(g_pos, g_neg, dev.g_max).to(self.weight.device)
+        if self.analog_bias:
+            self.b_tiles = w_norm[..., -1].contiguous()
+            w_norm = w_norm[..., :-1]
+        self.w_tiles = ft.tile_weights(w_norm, geo.n_tiles, geo.tile_rows)
+        self.t_s.fill_(t)
+        self.read_seed.fill_(seed)
+        self._noise_gen = None
+        self._update_alpha()
+
+    def effective_weight(self) -> Tensor:
+        """The weight the chip holds now, in weight units, shaped like ``weight``."""
+        self._require_programmed("read the effective weight of")
+        geo = self.geometry()
+        w = ft.untile_weights(self.w_tiles * self.w_scale.unsqueeze(-1), geo.fan_in)
+        return w.reshape(self.weight.shape)
+
+    def _gdc_read(self) -> Tensor:
+        """Mean |y| per output for a fixed calibration input (sec. 6), shape (g, out_g)."""
+        geo = self.geometry()
+        gen = torch.Generator().manual_seed(mix_seed("gdc-calibration", geo.fan_in))
+        x_cal = torch.rand(geo.fan_in, _GDC_CAL_VECTORS, generator=gen) * 2 - 1
+        w = ft.untile_weights(self.w_tiles * self.w_scale.unsqueeze(-1), geo.fan_in)
+        y = w @ x_cal.to(w.device)
+        if self.analog_bias:
+            y = y + (self.b_tiles * self.w_scale[:, -1]).unsqueeze(-1)
+        return y.abs().mean(dim=-1)
+
+    def set_gdc(self, mode: int, before_adc: bool = True) -> None:
+        """Turn global drift compensation off, per layer or per column (sec. 6).
+
+        ``before_adc`` applies alpha to the analog output ahead of the ADC (the ADC range or
+        integration time tracks the drift); otherwise alpha scales the digital result.
+        """
+        self._require_programmed("compensate")
+        self.gdc_mode.fill_(mode)
+        self.gdc_before_adc.fill_(before_adc)
+        self._update_alpha()
+
+    def _update_alpha(self) -> None:
+        mode = int(self.gdc_mode)
+        if mode == GDC_OFF or self.gdc_ref.numel() == 0:
+            self.alpha = torch.empty(0, device=self.weight.device)
+            return
+        now = self._gdc_read()
+        if mode == GDC_LAYER:
+            ref, now = self.gdc_ref.mean(), now.mean()
+            self.alpha = ref / now if now > 0 else torch.ones_like(ref)
+        else:
+            self.alpha = torch.where(now > 0, self.gdc_ref / now.clamp_min(1e-30),
+                                     torch.ones_like(now))
+
+    # -- forward -------------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        if self.calibrating:
+            self._record_range(x)
+            return self._digital_forward(x)
+        if self.training:
+            return self._digital_forward(x)
+        return self.analog_forward(x)
+
+    def _require_programmed(self, what: str) -> None:
+        if not self.programmed:
+            raise RuntimeError(
+                f"{type(self).__name__} '{self.analog_name}' is not programmed: call "
+                f"aimc.program(model, seed=...) before you {what} it")
+
+    def analog_forward(self, x: Tensor) -> Tensor:
+        """The layer on its tiles: DAC, crossbar MVM, output noise, ADC, digital sum (sec. 5)."""
+        self._require_programmed("evaluate")
+        tile = self.analog_config.tile
+        geo = self.geometry()
+        if tile.input_range == "static":
+            r = self.input_range
+            if not r > 0:
+                raise RuntimeError(
+                    f"{type(self).__name__} '{self.analog_name}' has no static input range: "
+                    "call aimc.calibrate_inputs(model, loader) first, or use "
+                    "TileConfig(input_range='dynamic')")
+            x_n = ft.dac(x * (1.0 / r), tile.dac_bits)
+            partial, out_shape = self._mvm_static(x_n, geo)
+            in_scale = r
+            bias_in = r
+        else:
+            partial, in_scale, out_shape = self._mvm_dynamic(x, geo)
+            bias_in = in_scale[:, :, -1]  # (B, g, 1, L): the last tile's ranges
+        bias_part = None
+        if self.analog_bias:
+            # The bias row is driven by a constant input of 1, which goes through the DAC
+            # like any other input of the last tile.
+            bias_part = self.b_tiles.unsqueeze(-1) * ft.dac(1.0 / bias_in, tile.dac_bits)
+        if self._noise_gen is None and tile.out_noise:
+            # Output noise is temporal: a stream per (chip, read), restarted by drift/load.
+            seed = mix_seed("out", int(self.read_seed), self.analog_name)
+            self._noise_gen = torch.Generator(device=x.device).manual_seed(seed)
+        out = ft.periphery(
+            partial, self.w_scale, in_scale, out_noise=tile.out_noise,
+            out_bound=tile.out_bound, adc_bits=tile.adc_bits,
+            alpha=self.alpha if self.alpha.numel() else None,
+            alpha_before_adc=bool(self.gdc_before_adc),
+            bias_part=bias_part,
+            generator=self._noise_gen)
+        out = out.reshape(out_shape)
+        if self.bias is not None and not self.analog_bias:
+            out = out + self.bias.reshape((-1,) + (1,) * (out.dim() - 2))
+        return out
+
+    def _with_bias_input(self, r: Tensor, tile_dim: int) -> Tensor:
+        """Per-vector ranges, > 0; the last tile's also covers the bias row's input of 1."""
+        r = r.clamp_min(1e-30)
+        if self.analog_bias:
+            r = r.clone()
+            r.select(tile_dim, -1).clamp_min_(1.0)
+        return r
+
+    # -- static input ranges -----------------------------------------------------------------
+    def _record_range(self, x: Tensor) -> None:
+        q = self.calib_quantile
+        a = x.detach().abs().flatten().float()
+        if q >= 1.0 or a.numel() == 0:
+            value = float(a.max()) if a.numel() else 0.0
+        else:
+            k = max(1, min(a.numel(), math.ceil(q * a.numel())))
+            value = float(a.kthvalue(k).values)
+        self._range_stats.append(value)
+
+
+def _flatten_lead(x: Tensor, features: int) -> Tensor:
+    return x.reshape(-1, features)
+
+
+class AnalogLinear(AnalogLayerMixin, nn.Linear):
+    """``nn.Linear`` on PCM tiles (one matrix; inputs split over tiles of ``rows``)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 config: AnalogConfig | None = None, name: str = "", device=None,
+                 dtype=None) -> None:
+        nn.Linear.__init__(self, in_features, out_features, bias, device, dtype)
+        self._init_analog(config if config is not None else AnalogConfig(), name)
+
+    def weight_matrix(self) -> Tensor:
+        """(1, out_features, in_features)."""
+        return self.weight.unsqueeze(0)
+
+    def _unit_rows(self) -> int:
+        return 1
+
+    def _digital_forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+    def _mvm_static(self, x_n, geo):
+        lead = x_n.shape[:-1]
+        x2 = _flatten_lead(x_n, self.in_features)
+        if geo.n_tiles == 1:
+            y = F.linear(x2, self.w_tiles[0, 0])
+            return y.view(y.shape[0], 1, 1, -1, 1), (*lead, self.out_features)
+        xt = self._pad_tiles(x2, geo)  # (N, T, R)
+        y = torch.bmm(xt.transpose(0, 1), self.w_tiles[0].transpose(1, 2))  # (T, N, out)
+        return y.permute(1, 0, 2).unsqueeze(1).unsqueeze(-1), (*lead, self.out_features)
+
+    def _mvm_dynamic(self, x, geo):
+        lead = x.shape[:-1]
+        xt = self._pad_tiles(_flatten_lead(x, self.in_features), geo)  # (N, T, R)
+        r = self._with_bias_input(xt.abs().amax(dim=-1, keepdim=True), 1)
+        x_n = ft.dac(xt / r, self.analog_config.tile.dac_bits)
+        y = torch.bmm(x_n.transpose(0, 1), self.w_tiles[0].transpose(1, 2))  # (T, N, out)
+        partial = y.permute(1, 0, 2).unsqueeze(1).unsqueeze(-1)
+        in_scale = r.unsqueeze(1).unsqueeze(-1)  # (N, 1, T, 1, 1)
+        return partial, in_scale, (*lead, self.out_features)
+
+    @staticmethod
+    def _pad_tiles(x2: Tensor, geo: Geometry) -> Tensor:
+        pad = geo.n_tiles * geo.tile_rows - x2.shape[1]
+        if pad:
+            x2 = F.pad(x2, (0, pad))
+        return x2.view(x2.shape[0], geo.n_tiles, geo.tile_rows)
+
+    @classmethod
+    def from_digital(cls, m: nn.Linear, config: AnalogConfig, name: str = "") -> AnalogLinear:
+        """An analog copy of ``m`` sharing its weight and bias Parameters."""
+        new = cls(m.in_features, m.out_features, m.bias is not None, config, name,
+                  device="meta")
+        return _adopt(new, m, config, name)
+
+
+class _AnalogConvNd(AnalogLayerMixin):
+    """Shared code of the analog convolutions (kernel flattened 3-D to 2-D, sec. 5)."""
+
+    _nd: int
+    _conv = staticmethod(F.conv2d)
+
+    def weight_matrix(self) -> Tensor:
+        """(groups, out_channels / groups, in_channels / groups * prod(kernel))."""
+        g = self.groups
+        return self.weight.reshape(g, self.out_channels // g, -1)
+
+    def _unit_rows(self) -> int:
+        return math.prod(self.kernel_size)
+
+    def _digital_forward(self, x: Tensor) -> Tensor:
+        return self._conv_forward(x, self.weight, self.bias)
+
+    def _padded_input(self, x: Tensor) -> tuple[Tensor, tuple]:
+        """Apply non-zero padding modes up front, as torch does; return the conv padding."""
+        if self.padding_mode != "zeros":
+            return F.pad(x, self._reversed_padding_repeated_twice,
+                         mode=self.padding_mode), (0,) * self._nd
+        return x, self.padding
+
+    def _mvm_static(self, x_n, geo):
+        # Quantised inputs are elementwise, so the native conv over channel groups equals the
+        # per-tile matrix multiply of unfolded patches.
+        x_n, padding = self._padded_input(x_n)
+        batch = x_n.shape[0]
+        c_per_group = self.in_channels // self.groups
+        pad_c = geo.n_tiles * geo.units_per_tile - c_per_group
+        if pad_c:
+            x_n = x_n.reshape(batch, self.groups, c_per_group, *x_n.shape[2:])
+            x_n = F.pad(x_n, (0, 0) * self._nd + (0, pad_c))
+            x_n = x_n.reshape(batch, -1, *x_n.shape[3:])
+        w = self.w_tiles.reshape(-1, geo.units_per_tile, *self.kernel_size)
+        y = self._conv(x_n, w, None, self.stride, padding, self.dilation,
+                       self.groups * geo.n_tiles)
+        spatial = y.shape[2:]
+        partial = y.view(batch, self.groups, geo.n_tiles, geo.out_g, -1)
+        return partial, (batch, self.out_channels, *spatial)
+
+    def _mvm_dynamic(self, x, geo):
+        # Per-vector ranges are per patch: unfold (im2col), then one matmul per tile.
+        x, padding = self._padded_input(x)
+        batch = x.shape[0]
+        if self._nd == 1:
+            x4, kernel = x.unsqueeze(2), (1, *self.kernel_size)
+            pad, stride, dil = (0, *padding), (1, *self.stride), (1, *self.dilation)
+        else:
+            x4, kernel, pad, stride, dil = (x, self.kernel_size, padding, self.stride,
+                                            self.dilation)
+        cols = F.unfold(x4, kernel, dilation=dil, padding=pad, stride=stride)  # (B, C*k, L)
+        n_pos = cols.shape[-1]
+        cols = cols.view(batch, geo.groups, geo.fan_in, n_pos)
+        pad_rows = geo.n_tiles * geo.tile_rows - geo.fan_in
+        if pad_rows:
+            cols = F.pad(cols, (0, 0, 0, pad_rows))
+        cols = cols.view(batch, geo.groups, geo.n_tiles, geo.tile_rows, n_pos)
+        r = self._with_bias_input(cols.abs().amax(dim=3, keepdim=True), 2)  # (B, g, T, 1, L)
+        x_n = ft.dac(cols / r, self.analog_config.tile.dac_bits)
+        partial = torch.matmul(self.w_tiles, x_n)  # (B, g, T, out_g, L)
+        spatial = tuple(
+            (x4.shape[2 + i] + 2 * pad[i] - dil[i] * (kernel[i] - 1) - 1) // stride[i] + 1
+            for i in range(2))[2 - self._nd:]
+        return partial, r, (batch, self.out_channels, *spatial)
+
+
+class AnalogConv1d(_AnalogConvNd, nn.Conv1d):
+    """``nn.Conv1d`` on PCM tiles."""
+
+    _nd = 1
+    _conv = staticmethod(F.conv1d)
+
+    def __init__(self, *args, config: AnalogConfig | None = None, name: str = "",
+                 **kwargs) -> None:
+        nn.Conv1d.__init__(self, *args, **kwargs)
+        self._init_analog(config if config is not None else AnalogConfig(), name)
+
+    @classmethod
+    def from_digital(cls, m: nn.Conv1d, config: AnalogConfig, name: str = "") -> AnalogConv1d:
+        """An analog copy of ``m`` sharing its weight and bias Parameters."""
+        return _adopt(cls(**_conv_args(m), config=config, name=name, device="meta"), m,
+                      config, name)
+
+
+class AnalogConv2d(_AnalogConvNd, nn.Conv2d):
+    """``nn.Conv2d`` on PCM tiles (stride, padding, dilation, groups, padding modes)."""
+
+    _nd = 2
+    _conv = staticmethod(F.conv2d)
+
+    def __init__(self, *args, config: AnalogConfig | None = None, name: str = "",
+                 **kwargs) -> None:
+        nn.Conv2d.__init__(self, *args, **kwargs)
+        self._init_analog(config if config is not None else AnalogConfig(), name)
+
+    @classmethod
+    def from_digital(cls, m: nn.Conv2d, config: AnalogConfig, name: str = "") -> AnalogConv2d:
+        """An analog copy of ``m`` sharing its weight and bias Parameters."""
+        return _adopt(cls(**_conv_args(m), config=config, name=name, device="meta"), m,
+                      config, name)
+
+
+def _conv_args(m: nn.Module) -> dict:
+    return dict(in_channels=m.in_channels, out_channels=m.out_channels,
+                kernel_size=m.kernel_size, stride=m.stride, padding=m.padding,
+                dilation=m.dilation, groups=m.groups, bias=m.bias is not None,
+                padding_mode=m.padding_mode)
+
+
+def _adopt(new: nn.Module, old: nn.Module, config: AnalogConfig, name: str) -> nn.Module:
+    """Give ``new`` (built on the meta device) the Parameters of ``old`` and fresh chip buffers."""
+    new.weight = old.weight
+    new.bias = old.bias
+    new._init_analog(config, name)
+    new.train(old.training)
+    return new

@@ -1,0 +1,102 @@
+"""Tile physics: DAC/ADC levels and clipping, mapping, tile splitting, periphery."""
+
+import pytest
+import torch
+
+from aimc import functional as ft
+
+
+def test_dac_levels_exact_and_clipped():
+    x = torch.tensor([-2.0, -1.0, -0.5, 0.0, 0.3, 1.0, 1.5])
+    y = ft.dac(x, 8)
+    assert y.tolist() == pytest.approx([-1.0, -1.0, -64 / 127, 0.0, 38 / 127, 1.0, 1.0])
+    levels = torch.unique(ft.dac(torch.linspace(-1, 1, 10_001), 4))
+    assert len(levels) == 15  # 2^4 - 1 symmetric levels
+    assert torch.allclose(levels, torch.arange(-7, 8) / 7)
+    assert torch.equal(ft.dac(torch.tensor([0.123, 2.0]), 0), torch.tensor([0.123, 1.0]))
+
+
+def test_adc_levels_and_bound():
+    y = torch.tensor([-30.0, -10.0, -0.03, 0.05, 3.3, 10.0, 12.0])
+    q = ft.adc(y, 8, 10.0)
+    step = 10.0 / 127
+    assert q[0] == -10.0 and q[-1] == 10.0 and q[-2] == 10.0
+    assert torch.allclose(q / step, torch.round(q / step), atol=1e-4)
+    assert q[3].item() == pytest.approx(step)  # 0.05 rounds up to one step (0.0787)
+    assert q[2].item() == 0.0
+    assert ft.adc(y, 0, 10.0).tolist() == pytest.approx(y.clamp(-10, 10).tolist())
+    assert torch.equal(ft.adc(y, 0, 0.0), y)
+    with pytest.raises(ValueError):
+        ft.adc(y, 8, 0.0)
+
+
+def test_conductance_round_trip():
+    w = torch.tensor([[-1.0, -0.25, 0.0, 0.5, 1.0]])
+    gp, gn = ft.weights_to_conductances(w, 25.0)
+    assert gp.tolist() == [[0.0, 0.0, 0.0, 12.5, 25.0]]
+    assert gn.tolist() == [[25.0, 6.25, 0.0, 0.0, 0.0]]
+    assert torch.equal(ft.conductances_to_weights(gp, gn, 25.0), w)
+
+
+@pytest.mark.parametrize(("units", "unit_rows", "rows", "expected"), [
+    (512, 1, 512, (1, 512)),
+    (513, 1, 512, (2, 257)),
+    (64, 9, 512, (2, 32)),
+    (16, 9, 512, (1, 16)),
+    (1000, 1, 256, (4, 250)),
+])
+def test_split_units(units, unit_rows, rows, expected):
+    n, c = ft.split_units(units, unit_rows, rows)
+    assert (n, c) == expected
+    assert c * unit_rows <= rows and (n - 1) * c < units <= n * c
+
+
+def test_split_units_reserves_bias_row_and_rejects_huge_kernels():
+    assert ft.split_units(512, 1, 512, extra_last=1) == (2, 256)
+    with pytest.raises(ValueError, match="TileConfig.rows"):
+        ft.split_units(4, 600, 512)
+
+
+def test_tile_round_trip_and_scales():
+    w = torch.randn(2, 5, 11)
+    tiles = ft.tile_weights(w, 3, 4)
+    assert tiles.shape == (2, 3, 5, 4)
+    assert torch.all(tiles[:, 2, :, 3:] == 0)  # the padding of the last tile
+    assert torch.equal(ft.untile_weights(tiles, 11), w)
+    col = ft.weight_scales(tiles, cols=512, per_column=True)
+    assert torch.equal(col, tiles.abs().amax(-1))
+    per_tile = ft.weight_scales(tiles, cols=3, per_column=False)
+    # outputs 0-2 share one scale per tile, outputs 3-4 another
+    assert torch.equal(per_tile[..., 0], tiles[..., :3, :].abs().amax((-1, -2)))
+    assert torch.equal(per_tile[..., 4], tiles[..., 3:, :].abs().amax((-1, -2)))
+    zero = ft.weight_scales(torch.zeros(1, 1, 2, 3), cols=2, per_column=False)
+    assert torch.equal(zero, torch.ones(1, 1, 2))
+
+
+def test_periphery_sums_tiles_each_with_its_adc():
+    # Two tiles whose partial outputs saturate the ADC separately: the digital sum
+    # must be the sum of the clipped parts, not the clipped sum.
+    partial = torch.tensor([12.0, 3.0]).view(1, 1, 2, 1, 1)
+    scale = torch.tensor([2.0, 1.0]).view(1, 2, 1)
+    out = ft.periphery(partial, scale, 0.5, out_noise=0.0, out_bound=10.0, adc_bits=0)
+    assert out.item() == pytest.approx(10.0 * 2 * 0.5 + 3.0 * 1 * 0.5)
+
+
+def test_periphery_output_noise_std():
+    partial = torch.zeros(200_000, 1, 1, 1, 1)
+    gen = torch.Generator().manual_seed(0)
+    out = ft.periphery(partial, torch.ones(1, 1, 1), 1.0, out_noise=0.04, out_bound=0.0,
+                       adc_bits=0, generator=gen)
+    assert out.std().item() == pytest.approx(0.04, rel=0.01)
+
+
+def test_periphery_alpha_before_or_after_adc():
+    partial = torch.tensor([0.5]).view(1, 1, 1, 1, 1)
+    scale = torch.ones(1, 1, 1)
+    alpha = torch.tensor(3.0)
+    before = ft.periphery(partial, scale, 1.0, out_noise=0.0, out_bound=1.0, adc_bits=0,
+                          alpha=alpha, alpha_before_adc=True)
+    after = ft.periphery(partial, scale, 1.0, out_noise=0.0, out_bound=1.0, adc_bits=0,
+                         alpha=alpha, alpha_before_adc=False)
+    assert before.item() == pytest.approx(1.0)  # 1.5 clipped by the ADC
+    assert after.item() == pytest.approx(1.5)

@@ -1,0 +1,307 @@
+"""Analog layers, conversion, programming, drift, compensation, chip snapshots."""
+
+import dataclasses
+import io
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import aimc
+from aimc import functional as ft
+from aimc.devices import PCM
+
+
+class SmallCNN(nn.Module):
+    """Conv with groups, stride, dilation, a reflect-padded conv, a 1-D conv, and a
+    linear layer larger than one 512-row tile."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 16, 3, stride=2, padding=1, groups=2)
+        self.conv3 = nn.Conv2d(16, 16, 3, padding=2, dilation=2, padding_mode="reflect",
+                               bias=False)
+        self.conv1d = nn.Conv1d(16, 12, 3, padding=1)
+        self.fc1 = nn.Linear(12 * 16, 600)
+        self.fc2 = nn.Linear(600, 10)
+
+    def forward(self, x):
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        x = F.relu(self.conv3(x))  # (B, 16, 4, 4)
+        x = F.relu(self.conv1d(x.flatten(2)))  # (B, 12, 16)
+        x = F.relu(self.fc1(x.flatten(1)))
+        return self.fc2(x)
+
+
+@pytest.fixture(scope="module")
+def net_and_data():
+    torch.manual_seed(0)
+    return SmallCNN().eval(), torch.randn(16, 3, 8, 8)
+
+
+def _ideal(**tile):
+    cfg = aimc.presets.ideal()
+    return dataclasses.replace(cfg, tile=dataclasses.replace(cfg.tile, **tile))
+
+
+def _rel_err(a, b):
+    return float((a - b).abs().max() / b.abs().max())
+
+
+@pytest.mark.parametrize("input_range", ["dynamic", "static"])
+@pytest.mark.parametrize("tiles", [(512, 512), (40, 24)])
+@pytest.mark.parametrize("scaling", ["tile", "column"])
+def test_ideal_preset_reproduces_digital(net_and_data, input_range, tiles, scaling):
+    net, x = net_and_data
+    cfg = _ideal(input_range=input_range, rows=tiles[0], cols=tiles[1])
+    cfg.mapping.weight_scaling = scaling
+    amodel = aimc.convert(net, cfg)
+    if input_range == "static":
+        aimc.calibrate_inputs(amodel, [x], quantile=1.0)
+    aimc.program(amodel, seed=0)
+    with torch.no_grad():
+        assert _rel_err(amodel(x), net(x)) < 1e-5
+    assert amodel.fc2.geometry().n_tiles >= 2  # 600 inputs > 512 rows
+
+
+@pytest.mark.parametrize("input_range", ["dynamic", "static"])
+def test_ideal_analog_bias_reproduces_digital(net_and_data, input_range):
+    net, x = net_and_data
+    cfg = _ideal(rows=64, cols=32, input_range=input_range)
+    cfg.mapping.digital_bias = False
+    amodel = aimc.convert(net, cfg)
+    if input_range == "static":
+        aimc.calibrate_inputs(amodel, [x], quantile=1.0)
+    aimc.program(amodel, seed=0)
+    with torch.no_grad():
+        assert _rel_err(amodel(x), net(x)) < 1e-5
+    assert amodel.fc2.b_tiles.shape == (1, 10)
+
+
+def _reference_tiled_conv(layer, x, r, tile):
+    """Unfold + per-tile matmul + ADC, written independently of the layer's code."""
+    w = layer.effective_weight()
+    geo = layer.geometry()
+    x_n = ft.dac(x / r, tile.dac_bits)
+    cols = F.unfold(x_n, layer.kernel_size, layer.dilation, layer.padding, layer.stride)
+    out = 0
+    rows = geo.tile_rows
+    wm = w.reshape(w.shape[0], -1)
+    for t in range(geo.n_tiles):
+        sl = slice(t * rows, min((t + 1) * rows, wm.shape[1]))
+        scale = layer.w_scale[0, t].unsqueeze(-1)
+        part = (wm[:, sl] / scale) @ cols[:, sl]
+        out = out + ft.adc(part, tile.adc_bits, tile.out_bound) * scale * r
+    h = (x.shape[2] + 2 * layer.padding[0] - layer.dilation[0] * (layer.kernel_size[0] - 1)
+         - 1) // layer.stride[0] + 1
+    return out.reshape(x.shape[0], -1, h, out.shape[-1] // h)
+
+
+def test_native_conv_equals_unfolded_tiles_with_dac_adc():
+    torch.manual_seed(1)
+    conv = nn.Conv2d(64, 32, 3, padding=1, stride=2, bias=False)
+    x = torch.randn(4, 64, 9, 9)
+    cfg = aimc.presets.pcm_joshi2020()
+    cfg.tile.out_noise = 0.0
+    cfg.tile.out_bound = 3.0  # low enough that some partial sums clip
+    layer = aimc.convert(conv, cfg)
+    aimc.calibrate_inputs(layer, [x], quantile=0.99)
+    aimc.program(layer, seed=0)
+    aimc.drift(layer, 3600)
+    assert layer.geometry().n_tiles == 2
+    with torch.no_grad():
+        got = layer.eval()(x)
+        ref = _reference_tiled_conv(layer, x, layer.input_range, cfg.tile)
+    assert torch.allclose(got, ref, atol=1e-4 * float(ref.abs().max()))
+
+
+def test_dynamic_conv1d_matches_direct_computation():
+    # Per-patch input ranges (dynamic), 8-bit DAC, programmed PCM weights, digital bias.
+    torch.manual_seed(2)
+    conv = nn.Conv1d(6, 5, 3, padding=1)
+    x = torch.randn(3, 6, 7)
+    cfg = aimc.presets.pcm_joshi2020()
+    cfg.tile.out_noise, cfg.tile.input_range, cfg.tile.adc_bits = 0.0, "dynamic", 0
+    cfg.tile.out_bound = 0.0
+    layer = aimc.convert(conv, cfg).eval()
+    aimc.program(layer, seed=3)
+    w = layer.effective_weight()
+    cols = F.unfold(x.unsqueeze(2), (1, 3), padding=(0, 1))  # (B, 18, L)
+    r = cols.abs().amax(dim=1, keepdim=True)
+    ref = (w.reshape(5, -1) @ (ft.dac(cols / r, 8)) * r) + conv.bias[:, None]
+    with torch.no_grad():
+        assert torch.allclose(layer(x), ref, atol=1e-5)
+
+
+def test_convert_keeps_weights_and_original(net_and_data):
+    net, _ = net_and_data
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    amodel = aimc.convert(net, aimc.presets.pcm_joshi2020(), digital=["conv1", "fc2"])
+    assert type(amodel.conv1) is nn.Conv2d and type(amodel.fc2) is nn.Linear
+    assert isinstance(amodel.conv2, aimc.AnalogConv2d)
+    assert isinstance(amodel.conv1d, aimc.AnalogConv1d)
+    assert isinstance(amodel.fc1, aimc.AnalogLinear)
+    assert isinstance(amodel.fc1.weight, nn.Parameter)
+    assert torch.equal(amodel.fc1.weight, net.fc1.weight)
+    assert amodel.fc1.weight is not net.fc1.weight
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
+    assert [n for n, _ in aimc.analog_layers(amodel)] == ["conv2", "conv3", "conv1d", "fc1"]
+    with pytest.raises(ValueError, match="no module named \\['fc9'\\]"):
+        aimc.convert(net, aimc.presets.ideal(), digital=["fc9"])
+
+
+def test_unsupported_layers_are_listed():
+    model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 2))
+    with pytest.warns(UserWarning, match="0 \\(Embedding\\)"):
+        amodel = aimc.convert(model, aimc.presets.ideal())
+    assert isinstance(amodel[1], aimc.AnalogLinear)
+
+
+def test_errors_before_program_and_calibration(net_and_data):
+    net, x = net_and_data
+    amodel = aimc.convert(net, aimc.presets.pcm_joshi2020()).eval()
+    with pytest.raises(RuntimeError, match="'conv1' is not programmed: call aimc.program"):
+        amodel(x)
+    with pytest.raises(RuntimeError, match="not programmed"):
+        aimc.drift(amodel, 10)
+    aimc.program(amodel, seed=0)
+    with pytest.raises(RuntimeError, match="calibrate_inputs"):
+        amodel(x)
+    with pytest.raises(ValueError, match="no analog layers"):
+        aimc.program(net, seed=0)
+    with pytest.raises(ValueError, match="t_seconds"):
+        aimc.drift(amodel, -5)
+    with pytest.raises(ValueError, match="unknown compensation 'foo'"):
+        aimc.compensate(amodel, "foo")
+
+
+def test_training_mode_is_digital_and_differentiable(net_and_data):
+    net, x = net_and_data
+    amodel = aimc.convert(net, aimc.presets.pcm_joshi2020()).train()
+    out = amodel(x)
+    assert torch.allclose(out, net(x), atol=1e-6)
+    out.sum().backward()
+    assert amodel.fc1.weight.grad is not None
+
+
+def _pcm_model(net, x, seed):
+    amodel = aimc.convert(net, aimc.presets.pcm_joshi2020())
+    aimc.calibrate_inputs(amodel, [x])
+    aimc.program(amodel, seed=seed)
+    return amodel.eval()
+
+
+def test_same_seed_same_chip_other_seed_other_chip(net_and_data):
+    net, x = net_and_data
+    a, b, c = (_pcm_model(net, x, s) for s in (7, 7, 8))
+    for m in (a, b, c):
+        aimc.drift(m, 86400)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not torch.equal(sa["fc1.g_pos"], sc["fc1.g_pos"])
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))
+        assert not torch.equal(a(x), c(x))
+
+
+def test_state_dict_snapshot_reproduces_chip(net_and_data, tmp_path):
+    net, x = net_and_data
+    chip = _pcm_model(net, x, seed=3)
+    aimc.drift(chip, 3600.0)
+    aimc.compensate(chip, "gdc", per_column=True)
+    path = tmp_path / "chip.pt"
+    torch.save(chip.state_dict(), path)
+    with torch.no_grad():
+        expected = chip(x)
+    fresh = aimc.convert(net, aimc.presets.pcm_joshi2020()).eval()
+    fresh.load_state_dict(torch.load(path, weights_only=True))
+    with torch.no_grad():
+        assert torch.equal(fresh(x), expected)
+    assert float(fresh.fc1.t_s) == 3600.0 and fresh.fc1.alpha.shape == (1, 600)
+    # Drifting the reloaded chip equals drifting the original: same stored state.
+    aimc.drift(chip, 86400.0)
+    aimc.drift(fresh, 86400.0)
+    with torch.no_grad():
+        assert torch.equal(fresh(x), chip(x))
+
+
+def test_whole_model_pickles_and_deepcopies(net_and_data):
+    import copy
+    net, x = net_and_data
+    chip = _pcm_model(net, x, seed=1)
+    twin = copy.deepcopy(chip)
+    buf = io.BytesIO()
+    torch.save(chip, buf)
+    with torch.no_grad():
+        assert torch.equal(twin(x), chip(x))
+
+
+def test_effective_weights_computed_once_per_drift(net_and_data, monkeypatch):
+    net, x = net_and_data
+    chip = _pcm_model(net, x, seed=0)
+    calls = []
+    original = PCM.read
+    monkeypatch.setattr(PCM, "read", lambda self, *a, **k: calls.append(1) or
+                        original(self, *a, **k))
+    aimc.drift(chip, 60.0)
+    n_after_drift = len(calls)
+    assert n_after_drift == 2 * 6  # G+ and G- of 6 analog layers
+    with torch.no_grad():
+        for _ in range(3):
+            chip(x)
+    assert len(calls) == n_after_drift
+
+
+def test_drift_shrinks_weights_as_the_model_says():
+    torch.manual_seed(0)
+    lin = nn.Linear(256, 256, bias=False)
+    cfg = aimc.presets.pcm_joshi2020()
+    cfg.device = PCM(prog_noise_scale=0.0, read_noise_scale=0.0)
+    layer = aimc.convert(lin, cfg)
+    aimc.program(layer, seed=0)
+    w0 = layer.effective_weight().abs().sum()
+    aimc.drift(layer, 31_536_000)
+    ratio = float(layer.effective_weight().abs().sum() / w0)
+    # Mean nu for the weight distribution is 0.05-0.1, so one year leaves 0.25-0.6.
+    assert 0.25 < ratio < 0.6
+
+
+@pytest.mark.parametrize("per_column", [False, True])
+def test_gdc_restores_output_magnitude(per_column):
+    torch.manual_seed(0)
+    lin = nn.Linear(512, 256)
+    x = torch.randn(512, 512)
+    layer = aimc.convert(lin, aimc.presets.pcm_joshi2020()).eval()
+    aimc.calibrate_inputs(layer, [x])
+    aimc.program(layer, seed=0)
+    with torch.no_grad():
+        y0 = (layer(x) - lin.bias).abs().mean()
+        aimc.drift(layer, 31_536_000)
+        y_drift = (layer(x) - lin.bias).abs().mean()
+        aimc.compensate(layer, "gdc", per_column=per_column)
+        y_gdc = (layer(x) - lin.bias).abs().mean()
+    assert float(y_drift / y0) < 0.75  # drift really happened
+    assert float(y_gdc / y0) == pytest.approx(1.0, abs=0.02)
+    # Re-drifting keeps the compensation calibrated to the new time.
+    aimc.drift(layer, 3600)
+    with torch.no_grad():
+        assert float((layer(x) - lin.bias).abs().mean() / y0) == pytest.approx(1.0, abs=0.02)
+    aimc.compensate(layer, None)
+    assert layer.alpha.numel() == 0
+
+
+def test_to_digital_round_trip(net_and_data):
+    net, x = net_and_data
+    chip = _pcm_model(net, x, seed=0)
+    back = aimc.to_digital(chip)
+    assert type(back.fc1) is nn.Linear and type(back.conv1d) is nn.Conv1d
+    with torch.no_grad():
+        assert torch.equal(back(x), net(x))
+        eff = aimc.to_digital(chip, effective=True)
+        assert not torch.equal(eff.fc1.weight, net.fc1.weight)
+        assert math.isclose(float(eff.fc1.weight.abs().mean()),
+                            float(net.fc1.weight.abs().mean()), rel_tol=0.1)
