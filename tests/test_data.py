@@ -45,7 +45,7 @@ def test_mnist_errors_say_what_is_expected(tmp_path):
 def test_bundled_mnist_subset():
     x, y, xt, yt = load_mnist_small()
     assert x.shape == (6000, 1, 28, 28) and xt.shape == (2000, 1, 28, 28)
-    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
     assert sorted(set(y.tolist())) == list(range(10))
     assert min(np.bincount(yt.numpy())) > 150  # every class present in the test part
 
