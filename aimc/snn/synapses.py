@@ -1,0 +1,201 @@
+"""Synapse arrays for STDP networks: ideal (floating point) or PCM devices.
+
+A PCM synapse (Boybat et al., Nat. Commun. 9, 2514, 2018; Sebastian et al. 2018 review)
+stores w >= 0 on a differential pair of PCM devices per synapse, or on ``k`` pairs
+(the multi-memristive synapse):
+
+    w = w_max * sum_k (G+_k - G-_k) / (k g_w),   read and clipped to [0, w_max],
+
+where g_w is the conductance that stands for one full weight on one device. PCM can
+only be crystallised step by step (SET) or melted (RESET), so a requested change dw is
+turned into SET pulses: n = stochastic_round(|dw| / eps) pulses with eps = w_max dg0 /
+(k g_w), the weight step of one average pulse on a RESET device; potentiation
+crystallises G+, depression crystallises G- (depression by the other device of the
+pair); one device of each side, chosen by a rotating arbitration counter as in Boybat
+2018, takes the pulses of an update. Each pulse moves G by the device's stochastic,
+state-dependent step (:class:`aimc.devices.pcm_set.PCMSet`), so the realised change
+is noisy and shrinks as a device fills up. When a device passes ``refresh_level``,
+the synapse is refreshed: both sides are RESET and the current weight is written back
+onto the G+ side with SET pulses and verify (Boybat 2018; Nandakumar 2018).
+
+What the neurons see is a read of the devices: drift since each device's last
+programming event and 1/f read noise, with the statistics of :class:`aimc.devices.PCM`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from ..devices.pcm import PCM
+from ..devices.pcm_set import PCMSet, read_conductance
+
+
+class IdealSynapses:
+    """Floating-point weights in [0, w_max]; ``read`` and ``apply`` are exact."""
+
+    def __init__(self, w: Tensor, w_max: float = 1.0) -> None:
+        self.w = w.clone().clamp_(0.0, w_max)
+        self.w_max = w_max
+
+    def read(self, t: float, generator: torch.Generator | None = None) -> Tensor:
+        """The weights (no drift, no noise)."""
+        return self.w
+
+    def apply(self, dw: Tensor, t: float, generator: torch.Generator | None = None) -> None:
+        """w <- clip(w + dw, 0, w_max)."""
+        self.w.add_(dw).clamp_(0.0, self.w_max)
+
+
+@dataclass(frozen=True)
+class PCMSynapseConfig:
+    """Differential / multi-device PCM synapses updated by SET pulses (Boybat 2018)."""
+
+    devices_per_side: int = 1
+    """k: PCM devices on each side of the synapse (1: a differential pair)."""
+    g_w: float = 10.0
+    """Conductance in uS that stands for one full weight w_max on one device."""
+    refresh_level: float = 20.0
+    """A device above this conductance (uS) triggers a refresh of its synapse."""
+    max_pulses: int = 8
+    """Most SET pulses one update may send to one device."""
+    drift: bool = True
+    """Apply conductance drift (Joshi 2020 statistics) to what the neurons read."""
+    read_noise: bool = True
+    """Apply 1/f read noise (Joshi 2020 statistics) to what the neurons read."""
+    device: PCMSet = field(default_factory=PCMSet)
+    """The accumulative PCM model of every device."""
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.devices_per_side, int) and self.devices_per_side >= 1):
+            raise ValueError("PCMSynapseConfig.devices_per_side must be an integer >= 1, "
+                             f"got {self.devices_per_side!r}")
+        if not (isinstance(self.max_pulses, int) and self.max_pulses >= 1):
+            raise ValueError("PCMSynapseConfig.max_pulses must be an integer >= 1, "
+                             f"got {self.max_pulses!r}")
+        if not (math.isfinite(self.g_w) and 0 < self.g_w < self.device.g_sat):
+            raise ValueError("PCMSynapseConfig.g_w must be in (0, device.g_sat), "
+                             f"got {self.g_w!r}")
+        if not (math.isfinite(self.refresh_level)
+                and self.device.g_reset < self.refresh_level <= self.device.g_sat):
+            raise ValueError("PCMSynapseConfig.refresh_level must be in (device.g_reset, "
+                             f"device.g_sat], got {self.refresh_level!r}")
+
+
+def stochastic_round(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """floor(x) + Bernoulli(x - floor(x)) for x >= 0: unbiased integer rounding."""
+    low = torch.floor(x)
+    u = torch.rand(x.shape, generator=generator, dtype=x.dtype)
+    return low + (u < (x - low)).to(x.dtype)
+
+
+class PCMSynapses:
+    """An (n_pre, n_post) array of PCM synapses; see the module docstring.
+
+    State tensors have shape (2, k, n_pre, n_post): side (0 = G+, 1 = G-), device.
+    Times are in seconds of simulated time.
+    """
+
+    def __init__(self, w0: Tensor, cfg: PCMSynapseConfig | None = None, w_max: float = 1.0,
+                 generator: torch.Generator | None = None) -> None:
+        self.cfg = cfg or PCMSynapseConfig()
+        self.w_max = w_max
+        k = self.cfg.devices_per_side
+        shape = (2, k, *w0.shape)
+        dev = self.cfg.device
+        self.g = dev.reset(shape, generator)
+        self.factor = dev.device_factors(shape, generator)
+        self.t_last = torch.zeros(shape)
+        self.nu = torch.zeros(shape)
+        self.counter = 0
+        self.pulses = 0
+        self.refreshes = 0
+        # write the initial weights with SET-and-verify, spread over the k G+ devices
+        target = (w0.clamp(0.0, w_max) / w_max * self.cfg.g_w).expand(k, *w0.shape)
+        self.g[0] = self._program(self.g[0], self.factor[0], target, generator)
+        self._resample_nu(torch.ones(shape, dtype=torch.bool), generator)
+
+    @property
+    def eps(self) -> float:
+        """Weight change of one average SET pulse on a RESET device."""
+        return self.w_max * self.cfg.device.dg0 / (self.cfg.devices_per_side * self.cfg.g_w)
+
+    def _resample_nu(self, mask: Tensor, generator: torch.Generator | None) -> None:
+        # a drift exponent per programming event, with the statistics at the new G
+        mu, sigma = PCM().drift_stats(self.g)
+        eps = torch.randn(self.g.shape, generator=generator)
+        self.nu = torch.where(mask, (mu + sigma * eps).abs(), self.nu)
+
+    def _program(self, g: Tensor, factor: Tensor, target: Tensor,
+                 generator: torch.Generator | None, max_iter: int = 60) -> Tensor:
+        """SET-and-verify: pulse every device below ``target`` until it reaches it."""
+        g = g.clone()
+        for _ in range(max_iter):
+            need = g < target - 0.5 * self.cfg.device.dg0
+            if not bool(need.any()):
+                break
+            idx = need.nonzero(as_tuple=True)
+            g[idx] = self.cfg.device.set_pulse(g[idx], 1.0, factor[idx], generator)
+            self.pulses += int(idx[0].numel())
+        return g
+
+    def conductance_weights(self) -> Tensor:
+        """w from the conductances themselves (no drift, no read noise), clipped."""
+        diff = (self.g[0] - self.g[1]).sum(0)
+        return (diff * (self.w_max / (self.cfg.devices_per_side * self.cfg.g_w))
+                ).clamp(0.0, self.w_max)
+
+    def read(self, t: float, generator: torch.Generator | None = None) -> Tensor:
+        """Weights the neurons see at time ``t`` s: drift and read noise, then clipped."""
+        if not (self.cfg.drift or self.cfg.read_noise):
+            return self.conductance_weights()
+        dev = PCM(drift_scale=1.0 if self.cfg.drift else 0.0,
+                  read_noise_scale=1.0 if self.cfg.read_noise else 0.0)
+        nu = self.nu if self.cfg.drift else torch.zeros_like(self.nu)
+        g = read_conductance(self.g, t - self.t_last, dev, nu=nu, generator=generator)
+        diff = (g[0] - g[1]).sum(0)
+        return (diff * (self.w_max / (self.cfg.devices_per_side * self.cfg.g_w))
+                ).clamp(0.0, self.w_max)
+
+    def apply(self, dw: Tensor, t: float, generator: torch.Generator | None = None) -> None:
+        """Turn a requested change ``dw`` (n_pre, n_post) into SET pulses at time ``t``."""
+        cfg, dev = self.cfg, self.cfg.device
+        k = self.counter % cfg.devices_per_side
+        self.counter += 1
+        n = stochastic_round(dw.abs() / self.eps, generator).clamp_(max=cfg.max_pulses)
+        touched = torch.zeros(self.g.shape, dtype=torch.bool)
+        for side, sel in ((0, dw > 0), (1, dw < 0)):
+            mask = sel & (n > 0)
+            idx = mask.nonzero(as_tuple=True)
+            if idx[0].numel() == 0:
+                continue
+            g_sub = self.g[side, k][idx]
+            f_sub = self.factor[side, k][idx]
+            n_sub = n[idx]
+            self.g[side, k][idx] = dev.set_pulses(g_sub, n_sub, f_sub, generator)
+            self.pulses += int(n_sub.sum())
+            touched[side, k][idx] = True
+        self._refresh(touched, generator)
+        self.t_last = torch.where(touched, torch.full_like(self.t_last, t), self.t_last)
+        self._resample_nu(touched, generator)
+
+    def _refresh(self, touched: Tensor, generator: torch.Generator | None) -> None:
+        """RESET both sides of saturated synapses and write their weight back onto G+."""
+        full = (self.g >= self.cfg.refresh_level).any(0).any(0)
+        if not bool(full.any()):
+            return
+        idx = full.nonzero(as_tuple=True)
+        self.refreshes += int(idx[0].numel())
+        k = self.cfg.devices_per_side
+        w = self.conductance_weights()[idx]
+        target = (w / self.w_max * self.cfg.g_w).expand(k, -1)
+        for side in (0, 1):
+            fresh = self.cfg.device.reset((k, idx[0].numel()), generator)
+            if side == 0:
+                fresh = self._program(fresh, self.factor[0][:, idx[0], idx[1]], target,
+                                      generator)
+            self.g[side][:, idx[0], idx[1]] = fresh
+            touched[side][:, idx[0], idx[1]] = True

@@ -1,0 +1,66 @@
+"""Computational memory: temporal correlation detection (Sebastian et al. 2017)."""
+
+import math
+
+import pytest
+import torch
+
+from aimc.compute import (
+    CorrelationConfig,
+    detect_correlations,
+    intermeans_threshold,
+    precision_recall,
+    sample_processes,
+)
+
+
+def test_processes_have_rate_p_and_pairwise_correlation_c():
+    n, m, c, p, steps = 400, 100, 0.2, 0.3, 6000
+    gen = torch.Generator().manual_seed(0)
+    ref = torch.rand(steps, generator=gen) < p
+    xs = torch.stack([sample_processes(torch.rand(n, generator=gen), bool(ref[k]), m, c, p)
+                      for k in range(steps)]).float()
+    rate = xs.mean(0)
+    # rate: binomial standard error sqrt(p(1-p)/steps) = 0.006 per process; 5 sigma
+    assert (rate - p).abs().max() < 5 * math.sqrt(p * (1 - p) / steps)
+    corr = torch.corrcoef(xs.t())
+    off = ~torch.eye(n, dtype=torch.bool)
+    within = corr[:m, :m][off[:m, :m]].mean()
+    across = corr[:m, m:].mean()
+    outside = corr[m:, m:][off[m:, m:]].mean()
+    # each pair estimate has std about 1/sqrt(steps) = 0.013; means over >= 9900 pairs
+    assert float(within) == pytest.approx(c, abs=0.02)
+    assert abs(float(across)) < 0.01 and abs(float(outside)) < 0.01
+
+
+def test_intermeans_threshold_and_precision_recall():
+    g = torch.cat([torch.full((900,), 1.0), torch.full((100,), 9.0)])
+    t = intermeans_threshold(g)
+    assert 1.0 < t < 9.0
+    truth = torch.arange(1000) >= 900
+    assert precision_recall(g > t, truth) == (1.0, 1.0)
+    det = torch.zeros(1000, dtype=torch.bool)
+    det[850:950] = True  # 50 right, 50 wrong
+    assert precision_recall(det, truth) == (0.5, 0.5)
+
+
+def test_small_correlation_experiment_separates_the_groups():
+    cfg = CorrelationConfig(processes=20_000, correlated=200, c=0.1, rate=0.01, steps=6000,
+                            theta=3.0, checkpoints=4, seed=0)
+    res = detect_correlations(cfg)
+    final = res.history[-1]
+    assert final["precision"] > 0.7 and final["recall"] > 0.9
+    assert final["top_m_precision"] > 0.9
+    # the correlated devices crystallised more: their mean conductance is higher
+    assert float(res.g[res.truth].mean()) > 3 * float(res.g[~res.truth].mean())
+    # recall grows over time (the devices integrate evidence)
+    recalls = [h["recall"] for h in res.history[:-1]]
+    assert recalls[-1] >= recalls[0]
+    assert res.pulses > 0
+
+
+def test_correlation_config_validation():
+    with pytest.raises(ValueError, match="correlated"):
+        CorrelationConfig(processes=100, correlated=100)
+    with pytest.raises(ValueError, match=r"\.c "):
+        CorrelationConfig(processes=100, correlated=10, c=0.0)

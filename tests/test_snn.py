@@ -1,0 +1,298 @@
+"""Spiking neurons, STDP and PCM synapses (aimc.snn) and the SET-pulse PCM model."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from aimc.devices import PCM
+from aimc.devices.pcm_set import PCMSet, read_conductance
+from aimc.snn import (
+    DiehlCookConfig,
+    DiehlCookNet,
+    LIFParams,
+    PCMNeuronParams,
+    PCMSynapseConfig,
+    PCMSynapses,
+    STDPParams,
+    Traces,
+    assign_labels,
+    lif_constant_input,
+    lif_init,
+    lif_rate_constant_input,
+    lif_step,
+    pcm_neuron_init,
+    pcm_neuron_step,
+    predict,
+    stdp_dw,
+    stdp_dw_sparse,
+    stdp_step,
+    stdp_window,
+    stochastic_round,
+)
+
+# -- LIF ------------------------------------------------------------------------------------
+
+
+def _constant_drive_run(p: LIFParams, drive: torch.Tensor, steps: int):
+    """Hold the synaptic current at ``drive`` (i(0) = drive, inflow = its decay)."""
+    state = lif_init(tuple(drive.shape), p)
+    state = state._replace(i=drive.clone())
+    inflow = drive * (1.0 - math.exp(-p.dt / p.tau_syn))
+    vs, spikes = [], []
+    for _ in range(steps):
+        z, state = lif_step(inflow, state, p)
+        vs.append(state.v.clone())
+        spikes.append(z)
+    return torch.stack(vs), torch.stack(spikes), state
+
+
+def test_lif_matches_closed_form_below_threshold():
+    p = LIFParams(dt=0.1, tau_mem=20.0, tau_syn=5.0, v_rest=-65.0, v_reset=-60.0,
+                  v_th=-52.0, t_ref=2.0)
+    drive = torch.tensor([4.0, 8.0, 12.0])  # v_inf = -61, -57, -53 mV: never fires
+    vs, spikes, _ = _constant_drive_run(p, drive, 1000)
+    assert spikes.sum() == 0
+    for j, d in enumerate(drive.tolist()):
+        for n in (1, 10, 100, 999):
+            expected = lif_constant_input(-65.0, d, (n + 1) * p.dt, p)
+            assert abs(float(vs[n, j]) - expected) < 1e-4
+
+
+def test_lif_rate_matches_closed_form_above_threshold():
+    p = LIFParams(dt=0.02, tau_mem=20.0, tau_syn=5.0, v_rest=-65.0, v_reset=-60.0,
+                  v_th=-52.0, t_ref=2.0)
+    drive = torch.tensor([15.0, 25.0, 40.0])
+    steps = 50_000  # 1 s
+    _, spikes, _ = _constant_drive_run(p, drive, steps)
+    # skip the first spike (it starts from v_rest, not v_reset): rate from the ISIs
+    for j, d in enumerate(drive.tolist()):
+        times = spikes[:, j].nonzero().squeeze(1).double() * p.dt
+        isi = float((times[-1] - times[0]) / (len(times) - 1))
+        expected = lif_rate_constant_input(d, p)
+        # grid error: at most two steps per interval (crossing + refractory rounding)
+        assert abs(1000.0 / isi - expected) / expected < 2 * 2 * p.dt / isi + 1e-3
+    assert lif_rate_constant_input(10.0, p) == 0.0  # v_inf below threshold
+
+
+def test_lif_refractory_and_adaptive_threshold():
+    p = LIFParams(dt=1.0, tau_mem=10.0, tau_syn=0.0, t_ref=5.0, theta_plus=0.5,
+                  tau_theta=1e9)
+    state = lif_init((1,), p)
+    total = torch.zeros(1)
+    times = []
+    for k in range(200):
+        z, state = lif_step(torch.tensor([20.0]), state, p)  # strong delta input
+        total += z
+        if z.item():
+            times.append(k)
+    assert int(total) == len(times) > 5
+    assert min(b - a for a, b in itertools.pairwise(times)) >= 6  # t_ref + 1 step
+    assert float(state.theta) == pytest.approx(0.5 * len(times), rel=1e-5)
+
+
+def test_lif_params_validation():
+    with pytest.raises(ValueError, match="tau_mem"):
+        LIFParams(tau_mem=0.0)
+    with pytest.raises(ValueError, match="v_reset"):
+        LIFParams(v_reset=-50.0, v_th=-52.0)
+
+
+# -- STDP -----------------------------------------------------------------------------------
+
+
+def test_stdp_window_shape_and_sign():
+    p = STDPParams(a_plus=0.01, a_minus=0.005, tau_plus=20.0, tau_minus=30.0)
+    dt = torch.tensor([-60.0, -30.0, -1.0, 0.0, 1.0, 20.0, 40.0])
+    w = stdp_window(dt, p)
+    assert (w[dt > 0] > 0).all() and (w[dt < 0] < 0).all() and w[dt == 0] == 0
+    assert float(w[5]) == pytest.approx(0.01 * math.exp(-1.0))
+    assert float(w[1]) == pytest.approx(-0.005 * math.exp(-1.0))
+    assert float(w[4]) > float(w[5]) > float(w[6])  # decays with |dt|
+    assert abs(float(w[2])) > abs(float(w[1])) > abs(float(w[0]))
+
+
+@pytest.mark.parametrize("lag", [-25, -3, 2, 7, 40])
+def test_online_stdp_reproduces_window_for_one_pair(lag):
+    p = STDPParams(a_plus=0.01, a_minus=0.004, tau_plus=15.0, tau_minus=25.0)
+    dt = 0.5
+    t_pre, t_post = 60, 60 + lag
+    tr = Traces(pre=torch.zeros(1, 1), post=torch.zeros(1, 1))
+    total = torch.zeros(1, 1)
+    for k in range(200):
+        pre = torch.tensor([[1.0 if k == t_pre else 0.0]])
+        post = torch.tensor([[1.0 if k == t_post else 0.0]])
+        d, tr = stdp_step(pre, post, tr, p, dt)
+        total += d
+    expected = float(stdp_window(torch.tensor(lag * dt), p))
+    assert float(total) == pytest.approx(expected, rel=1e-5)
+
+
+def test_sparse_stdp_equals_dense():
+    g = torch.Generator().manual_seed(1)
+    p = STDPParams(x_tar=0.1)
+    tr = Traces(pre=torch.rand(4, 30, generator=g), post=torch.rand(4, 7, generator=g))
+    pre = (torch.rand(4, 30, generator=g) < 0.2).float()
+    post = (torch.rand(4, 7, generator=g) < 0.3).float()
+    dense = stdp_dw(pre, post, tr, p)
+    sparse = torch.zeros(30, 7)
+    stdp_dw_sparse(sparse, pre.nonzero(as_tuple=True), post.nonzero(as_tuple=True), tr, p)
+    torch.testing.assert_close(sparse, dense)
+
+
+# -- PCM SET model ----------------------------------------------------------------------------
+
+
+def test_pcm_set_mean_step_and_accumulation():
+    dev = PCMSet(step_std_rel=0.1, step_std_abs=0.0, device_std=0.0, reset_std=0.0)
+    g = torch.full((200_000,), 5.0)
+    out = dev.set_pulse(g, 1.0, 1.0, torch.Generator().manual_seed(0))
+    mu = 1.0 * (1 - 5.0 / 25.0) ** 1.5
+    se = 0.1 * mu / math.sqrt(g.numel())
+    assert abs(float((out - g).mean()) - mu) < 5 * se
+    # half amplitude: half the mean step (amplitude-modulated pulse)
+    half = dev.set_pulse(g, 0.5, 1.0, torch.Generator().manual_seed(1))
+    assert float((half - g).mean()) == pytest.approx(0.5 * mu, rel=0.01)
+    # 20 pulses from RESET follow the noise-free recursion G <- G + mu(G) ...
+    g = dev.reset((20_000,))
+    gen = torch.Generator().manual_seed(2)
+    ref = torch.tensor(0.1)
+    for _ in range(20):
+        g = dev.set_pulse(g, 1.0, 1.0, gen)
+        ref = ref + dev.mean_step(ref)
+    assert float(g.mean()) == pytest.approx(float(ref), rel=0.005)
+    # ... which the closed-form mean-field curve (the ODE limit) approximates
+    assert dev.expected_after(20) == pytest.approx(float(ref), rel=0.03)
+    assert 10.0 < dev.expected_after(20) < 14.0  # about half the range after 20 pulses
+    # non-linear: later pulses give smaller steps
+    assert dev.expected_after(1) - dev.expected_after(0) > (
+        dev.expected_after(40) - dev.expected_after(39)) * 2
+
+
+def test_pcm_set_validation_and_reset():
+    with pytest.raises(ValueError, match="dg0"):
+        PCMSet(dg0=-1.0)
+    dev = PCMSet()
+    r = dev.reset((100_000,), torch.Generator().manual_seed(0))
+    assert (r >= 0).all()
+    assert float(r.mean()) == pytest.approx(0.1, abs=0.002)
+
+
+def test_read_conductance_drift_formula():
+    g = torch.full((1000,), 10.0)
+    nu = torch.full((1000,), 0.06)
+    dev = PCM(read_noise_scale=0.0)
+    out = read_conductance(g, 3600.0, dev, nu=nu)
+    expected = 10.0 * ((3600.0 + 20.0) / 20.0) ** -0.06
+    torch.testing.assert_close(out, torch.full_like(g, expected))
+    noisy = read_conductance(g, 3600.0, PCM(), nu=nu, generator=torch.Generator().manual_seed(0))
+    rel_std = float((noisy / expected - 1).std())
+    q = 0.0088 / (10.0 / 25.0) ** 0.65 * math.sqrt(math.log((3620.0 + 250e-9) / 500e-9))
+    assert rel_std == pytest.approx(q, rel=0.1)
+
+
+# -- PCM neuron (Tuma 2016) -------------------------------------------------------------------
+
+
+def test_pcm_neuron_rate_increases_with_input_and_isi_varies():
+    p = PCMNeuronParams(g_th=8.0)
+    gen = torch.Generator().manual_seed(0)
+    inputs = torch.tensor([0.15, 0.3, 0.6, 1.0]).repeat_interleave(100)  # 100 neurons each
+    state = pcm_neuron_init((inputs.numel(),), p, gen)
+    spikes = []
+    for _ in range(600):
+        z, state = pcm_neuron_step(inputs, state, p, gen)
+        spikes.append(z)
+    spikes = torch.stack(spikes)
+    rates = spikes.sum(0).view(4, 100).mean(1)
+    assert (rates[1:] > rates[:-1] * 1.3).all()  # population rate codes the input
+    # one neuron's interspike intervals vary from cycle to cycle
+    times = spikes[:, -1].nonzero().squeeze(1).float()
+    isi = times.diff()
+    assert len(isi) > 20
+    cv = float(isi.std() / isi.mean())
+    assert 0.05 < cv < 1.0
+    assert len(set(isi.tolist())) > 2
+
+
+# -- PCM synapses ---------------------------------------------------------------------------
+
+
+def test_stochastic_round_is_unbiased():
+    x = torch.full((200_000,), 2.3)
+    r = stochastic_round(x, torch.Generator().manual_seed(0))
+    assert set(r.unique().tolist()) == {2.0, 3.0}
+    assert float(r.mean()) == pytest.approx(2.3, abs=0.005)
+
+
+def test_pcm_synapses_potentiate_depress_and_refresh():
+    gen = torch.Generator().manual_seed(0)
+    cfg = PCMSynapseConfig(drift=False, read_noise=False)
+    syn = PCMSynapses(torch.full((200, 100), 0.3), cfg, 1.0, gen)
+    w0 = syn.read(0.0)
+    assert float(w0.mean()) == pytest.approx(0.3, abs=0.05)
+    dw = torch.zeros(200, 100)
+    dw[:100] = 2 * syn.eps
+    dw[100:] = -2 * syn.eps
+    syn.apply(dw, 1.0, gen)
+    w1 = syn.read(1.0)
+    up, down = (w1 - w0)[:100].mean(), (w1 - w0)[100:].mean()
+    # average pulses are slightly smaller than eps at G > 0 (non-linear device)
+    assert 1.0 * syn.eps < float(up) < 2.1 * syn.eps
+    assert -2.1 * syn.eps < float(down) < -1.0 * syn.eps
+    # alternating updates fill both devices until refreshes happen
+    small = PCMSynapses(torch.full((20, 50), 0.3), cfg, 1.0, gen)
+    for k in range(30):
+        small.apply(torch.full((20, 50), small.eps), 2.0 + k, gen)
+        small.apply(torch.full((20, 50), -small.eps), 2.5 + k, gen)
+    assert small.refreshes > 0
+    assert (small.g < cfg.refresh_level + 3 * cfg.device.dg0).all()
+    # a refresh RESETs both devices and writes the same weight back onto G+
+    small.g[0, 0] = 22.0
+    small.g[1, 0] = 22.0 - 0.3 * cfg.g_w  # w = 0.3, both devices above refresh_level
+    before = small.refreshes
+    small.apply(torch.zeros(20, 50), 100.0, gen)
+    assert small.refreshes == before + 1000
+    assert (small.g[1, 0] < 1.0).all() and (small.g[0, 0] < 10.0).all()
+    w = small.conductance_weights()
+    assert float(w.mean()) == pytest.approx(0.3, abs=0.06)
+
+
+def test_pcm_synapse_read_drifts_down():
+    gen = torch.Generator().manual_seed(0)
+    syn = PCMSynapses(torch.full((50, 50), 0.8), PCMSynapseConfig(read_noise=False), 1.0, gen)
+    assert float(syn.read(86400.0).mean()) < 0.85 * float(syn.read(0.0).mean())
+
+
+# -- Diehl & Cook network --------------------------------------------------------------------
+
+
+def test_assign_and_predict():
+    counts = torch.tensor([[5.0, 0, 1], [0, 4, 0], [6.0, 1, 0], [0, 0, 3]])
+    labels = torch.tensor([0, 1, 0, 2])
+    a = assign_labels(counts, labels, 3)
+    assert a.tolist() == [0, 1, 2]
+    assert predict(counts, a, 3).tolist() == [0, 1, 0, 2]
+
+
+@pytest.mark.parametrize("synapse", ["ideal", "pcm"])
+def test_diehl_cook_learns_and_normalises(synapse):
+    # two prototype "images": the network should dedicate neurons to each
+    x = torch.zeros(2, 784)
+    x[0, :392], x[1, 392:] = 1.0, 1.0
+    cfg = DiehlCookConfig(neurons=6, time_steps=100, batch=2, synapse=synapse, seed=0)
+    net = DiehlCookNet(cfg)
+    for _ in range(10):
+        net.train_batch(x)
+    w = net.syn.read(net.t)
+    assert net.images == 20 and net.events > 0
+    if synapse == "ideal":
+        torch.testing.assert_close(w.sum(0), torch.full((6,), cfg.norm_total))
+    else:
+        assert net.syn.pulses > 0
+    counts = net.responses(x)
+    a = assign_labels(counts, torch.tensor([0, 1]), 2)
+    assert (predict(counts, a, 2) == torch.tensor([0, 1])).all()
+    with pytest.raises(ValueError, match="synapse"):
+        DiehlCookConfig(synapse="rram")
