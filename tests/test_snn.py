@@ -259,6 +259,28 @@ def test_pcm_synapses_potentiate_depress_and_refresh():
     assert float(w.mean()) == pytest.approx(0.3, abs=0.06)
 
 
+def test_pcm_synapse_accumulator_sends_whole_pulses():
+    gen = torch.Generator().manual_seed(0)
+    cfg = PCMSynapseConfig(drift=False, read_noise=False, accumulate=True)
+    syn = PCMSynapses(torch.zeros(30, 40), cfg, 1.0, gen)
+    start = syn.pulses
+    for k in range(5):  # 5 x 0.45 eps = 2.25 eps: exactly 2 pulses per synapse, 0.25 left
+        syn.apply(torch.full((30, 40), 0.45 * syn.eps), float(k), gen)
+    assert syn.pulses - start == 2 * 30 * 40
+    torch.testing.assert_close(syn.chi, torch.full((30, 40), 0.25 * syn.eps))
+    # opposite small updates cancel in the accumulator: no pulses at all
+    before = syn.pulses
+    for k in range(10):
+        syn.apply(torch.full((30, 40), 0.3 * syn.eps * (-1) ** k), 10.0 + k, gen)
+    assert syn.pulses == before
+    # without the accumulator the same updates are rounded stochastically into pulses
+    rnd = PCMSynapses(torch.zeros(30, 40), PCMSynapseConfig(accumulate=False), 1.0, gen)
+    start = rnd.pulses
+    for k in range(10):
+        rnd.apply(torch.full((30, 40), 0.3 * rnd.eps * (-1) ** k), float(k), gen)
+    assert (rnd.pulses - start) / (10 * 30 * 40) == pytest.approx(0.3, abs=0.03)
+
+
 def test_pcm_synapse_read_drifts_down():
     gen = torch.Generator().manual_seed(0)
     syn = PCMSynapses(torch.full((50, 50), 0.8), PCMSynapseConfig(read_noise=False), 1.0, gen)

@@ -7,6 +7,7 @@ from .correlation import (
     intermeans_threshold,
     precision_recall,
     sample_processes,
+    valley_threshold,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "intermeans_threshold",
     "precision_recall",
     "sample_processes",
+    "valley_threshold",
 ]

@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 def make_config(neurons: int, synapse: str, batch: int, seed: int) -> DiehlCookConfig:
     """The configuration used by this study (see docs/snn.md for the choices)."""
     return DiehlCookConfig(
-        neurons=neurons, synapse=synapse, batch=batch, seed=seed, input_gain=0.65,
+        neurons=neurons, synapse=synapse, batch=batch, seed=seed, input_gain=0.5,
         lif=LIFParams(tau_mem=100.0, v_rest=-65.0, v_reset=-60.0, v_th=-52.0, t_ref=5.0,
                       theta_plus=0.05, tau_theta=1e7),
         stdp=STDPParams(a_plus=1e-2, a_minus=1e-4, tau_plus=20.0, tau_minus=20.0,

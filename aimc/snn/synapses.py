@@ -8,8 +8,11 @@ stores w >= 0 on a differential pair of PCM devices per synapse, or on ``k`` pai
 
 where g_w is the conductance that stands for one full weight on one device. PCM can
 only be crystallised step by step (SET) or melted (RESET), so a requested change dw is
-turned into SET pulses: n = stochastic_round(|dw| / eps) pulses with eps = w_max dg0 /
-(k g_w), the weight step of one average pulse on a RESET device; potentiation
+turned into SET pulses with eps = w_max dg0 / (k g_w), the weight step of one average
+pulse on a RESET device: either n = stochastic_round(|dw| / eps), or (default) dw is
+added to a digital accumulator chi and trunc(chi / eps) pulses are sent, chi keeping the
+rest (the mixed-precision scheme of Nandakumar et al. 2018/2020, which stops small
+opposite updates from turning into noisy pulses on both devices); potentiation
 crystallises G+, depression crystallises G- (depression by the other device of the
 pair); one device of each side, chosen by a rotating arbitration counter as in Boybat
 2018, takes the pulses of an update. Each pulse moves G by the device's stochastic,
@@ -62,6 +65,10 @@ class PCMSynapseConfig:
     """A device above this conductance (uS) triggers a refresh of its synapse."""
     max_pulses: int = 8
     """Most SET pulses one update may send to one device."""
+    accumulate: bool = True
+    """Keep sub-granularity changes in a digital accumulator chi per synapse and send
+    trunc(chi / eps) pulses (chi keeps the rest), as in the mixed-precision PCM schemes
+    of Nandakumar et al. 2018/2020; False: stochastic rounding of each update."""
     drift: bool = True
     """Apply conductance drift (Joshi 2020 statistics) to what the neurons read."""
     read_noise: bool = True
@@ -110,6 +117,7 @@ class PCMSynapses:
         self.factor = dev.device_factors(shape, generator)
         self.t_last = torch.zeros(shape)
         self.nu = torch.zeros(shape)
+        self.chi = torch.zeros(w0.shape)
         self.counter = 0
         self.pulses = 0
         self.refreshes = 0
@@ -165,7 +173,13 @@ class PCMSynapses:
         cfg, dev = self.cfg, self.cfg.device
         k = self.counter % cfg.devices_per_side
         self.counter += 1
-        n = stochastic_round(dw.abs() / self.eps, generator).clamp_(max=cfg.max_pulses)
+        if cfg.accumulate:
+            self.chi += dw
+            n = torch.trunc(self.chi / self.eps).clamp_(-cfg.max_pulses, cfg.max_pulses)
+            self.chi -= n * self.eps
+            dw, n = n, n.abs()
+        else:
+            n = stochastic_round(dw.abs() / self.eps, generator).clamp_(max=cfg.max_pulses)
         touched = torch.zeros(self.g.shape, dtype=torch.bool)
         for side, sel in ((0, dw > 0), (1, dw < 0)):
             mask = sel & (n > 0)
