@@ -19,10 +19,8 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
-import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -416,15 +414,3 @@ def validate_legallo2023(seed: int = 0, activity: float | None = None) -> dict[s
             "t_mvm_s": row["latency_s"], "g_sum_us": row["g_sum_us"],
             "activity": row["activity"],
             "tops_per_s_chip": 2.0 * row["macs"] / row["latency_s"] * hw.tiles_per_chip / 1e12}
-
-
-def time_call(fn, *args, **kwargs) -> tuple[Any, float]:
-    """(result, seconds) of one call."""
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    return out, time.perf_counter() - t0
-
-
-def dumps(table: EnergyTable) -> str:
-    """The table as JSON text (no results-file wrapper)."""
-    return json.dumps(table.to_dict(), indent=2)
