@@ -74,6 +74,9 @@ class TileConfig:
     """Output clipping bound (normalised units); 0 = unbounded (then adc_bits must be 0)."""
     out_noise: float = 0.04
     """Std of additive Gaussian noise on every tile output (normalised units); 0 = none."""
+    exact_noise: bool = False
+    """Simulation setting: draw every output-noise sample fresh (about 20x slower) instead
+    of the fast two-table method of :mod:`aimc.functional.noise` (i.i.d. within a call)."""
 
     def __post_init__(self) -> None:
         _int_in("TileConfig", "rows", self.rows, 1, 1 << 20)
@@ -83,6 +86,9 @@ class TileConfig:
         _choice("TileConfig", "input_range", self.input_range, INPUT_RANGES)
         _float_in("TileConfig", "out_bound", self.out_bound, 0.0, 1e9)
         _float_in("TileConfig", "out_noise", self.out_noise, 0.0, 1e3)
+        if not isinstance(self.exact_noise, bool):
+            raise ValueError(f"TileConfig.exact_noise must be true or false, "
+                             f"got {self.exact_noise!r}")
         if self.adc_bits and not self.out_bound:
             raise ValueError("TileConfig.adc_bits needs TileConfig.out_bound > 0 "
                              "(the ADC quantises [-out_bound, out_bound])")

@@ -100,3 +100,29 @@ def test_periphery_alpha_before_or_after_adc():
                          alpha=alpha, alpha_before_adc=False)
     assert before.item() == pytest.approx(1.0)  # 1.5 clipped by the ADC
     assert after.item() == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_gaussian_noise_statistics(exact):
+    n = 1_000_000
+    gen = torch.Generator().manual_seed(0)
+    y = ft.add_gaussian_(torch.zeros(n), 0.5, gen, exact=exact)
+    # standard errors: mean 0.5/1000 = 5e-4, std ~ 0.5/sqrt(2n) = 3.5e-4
+    assert abs(float(y.mean())) < 5 * 5e-4
+    assert float(y.std()) == pytest.approx(0.5, abs=5 * 3.6e-4)
+    z = (y / 0.5).double()
+    for lag in (1, 2, 1000, 12_345):  # within one call the samples are uncorrelated
+        assert abs(float((z[:-lag] * z[lag:]).mean())) < 5 / n ** 0.5
+    kurtosis = float((z ** 4).mean())
+    assert kurtosis == pytest.approx(3.0, abs=0.03)  # Gaussian tails, not uniform-like
+
+
+def test_gaussian_noise_seeded_and_fresh_between_calls():
+    a = ft.add_gaussian_(torch.zeros(5000), 1.0, torch.Generator().manual_seed(3))
+    b = ft.add_gaussian_(torch.zeros(5000), 1.0, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)
+    gen = torch.Generator().manual_seed(4)
+    c, d = (ft.add_gaussian_(torch.zeros(5000), 1.0, gen) for _ in range(2))
+    assert abs(float((c * d).mean())) < 5 / 5000 ** 0.5
+    big = ft.add_gaussian_(torch.zeros(ft.noise.TABLE_SIZE + 10), 1.0, gen)
+    assert float(big.std()) == pytest.approx(1.0, abs=0.01)

@@ -1,5 +1,6 @@
 """Pure tensor functions of the tile: mapping, DAC, ADC, output noise, tiled MVM."""
 
+from .noise import add_gaussian_
 from .tile import (
     adc,
     conductances_to_weights,
@@ -16,6 +17,7 @@ from .tile import (
 
 __all__ = [
     "adc",
+    "add_gaussian_",
     "conductances_to_weights",
     "dac",
     "dac_levels",

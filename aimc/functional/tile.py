@@ -23,6 +23,8 @@ import math
 import torch
 from torch import Tensor
 
+from .noise import add_gaussian_
+
 
 def split_units(n_units: int, unit_rows: int, rows: int, extra_last: int = 0
                 ) -> tuple[int, int]:
@@ -116,7 +118,7 @@ def dac(x_norm: Tensor, bits: int) -> Tensor:
     if not bits:
         return x_norm
     q = dac_levels(bits)
-    return torch.round(x_norm * q) / q
+    return x_norm.mul_(q).round_().div_(q)
 
 
 def adc(y: Tensor, bits: int, bound: float) -> Tensor:
@@ -124,52 +126,77 @@ def adc(y: Tensor, bits: int, bound: float) -> Tensor:
 
     bound = 0 means unbounded (then bits must be 0); bits = 0 only clips.
     """
-    if bound:
-        y = y.clamp(-bound, bound)
-    if not bits:
-        return y
-    if not bound:
+    if bits and not bound:
         raise ValueError("an ADC with bits > 0 needs a bound > 0")
-    q = dac_levels(bits)
-    return torch.round(y * (q / bound)) * (bound / q)
+    y = y.clamp(-bound, bound) if bound else y.clone()
+    if bits:
+        q = dac_levels(bits)
+        y.mul_(q / bound).round_().mul_(bound / q)
+    return y
 
 
-def output_noise(y: Tensor, std: float, generator: torch.Generator | None = None) -> Tensor:
+def output_noise(y: Tensor, std: float, generator: torch.Generator | None = None,
+                 exact: bool = False) -> Tensor:
     """Additive Gaussian output noise of std ``std`` (normalised units), fresh per call."""
-    if not std:
-        return y
-    return y + std * torch.randn(y.shape, generator=generator, dtype=y.dtype, device=y.device)
+    return add_gaussian_(y.contiguous().clone(), std, generator, exact)
 
 
 def periphery(partial: Tensor, w_scale: Tensor, in_scale: Tensor | float, *,
               out_noise: float, out_bound: float, adc_bits: int,
               alpha: Tensor | None = None, alpha_before_adc: bool = True,
               bias_part: Tensor | None = None,
-              generator: torch.Generator | None = None) -> Tensor:
+              generator: torch.Generator | None = None, exact_noise: bool = False,
+              inplace: bool = False, partial_unit: float = 1.0) -> Tensor:
     """From normalised partial outputs (B, g, T, out_g, L) to digital outputs (B, g, out_g, L).
 
     Per tile: [+ analog bias row] + output noise, [x GDC alpha, i.e. the ADC range or
     integration time follows the drift], ADC (bound, quantisation); then back to weight
     units (x s x r) and the digital sum over tiles [x alpha after the ADC]. pcm-model.md
-    sec. 5 and 6.
+    sec. 5 and 6. The same steps as :func:`output_noise` and :func:`adc`, done in place
+    on one buffer (``inplace=True`` lets it overwrite ``partial``).
 
-    ``w_scale`` (g, T, out_g); ``in_scale`` a float or (B, g, T, 1, L) per-vector ranges;
-    ``alpha`` a 0-d tensor or (g, out_g) per-column factors; ``bias_part`` the analog
-    bias row's output in the last tile's normalised units, broadcastable to (B, g, out_g, L).
+    ``partial`` may be any dense memory layout (e.g. a permuted channels-last view) and
+    may count in units of ``partial_unit`` normalised units (e.g. 1/127 when the inputs
+    are integer DAC codes): noise, bound and ADC step are expressed in those units
+    rather than rescaling the whole tensor. ``w_scale`` (g, T, out_g); ``in_scale`` a
+    float or (B, g, T, 1, L) per-vector ranges; ``alpha`` a 0-d tensor or (g, out_g)
+    per-column factors; ``bias_part`` the analog bias row's output in normalised units,
+    broadcastable to (B, g, out_g, L).
     """
-    y = partial
+    if adc_bits and not out_bound:
+        raise ValueError("an ADC with bits > 0 needs a bound > 0")
+    y = partial if inplace else partial.clone(memory_format=torch.preserve_format)
     if bias_part is not None:
-        y = y.clone()
-        y[:, :, -1] += bias_part
-    y = output_noise(y, out_noise, generator)
+        y[:, :, -1] += bias_part / partial_unit
+    add_gaussian_(y, out_noise / partial_unit, generator, exact_noise)
     alpha_t = None
     if alpha is not None:
         alpha_t = alpha if alpha.dim() == 0 else alpha[:, None, :, None]
         if alpha_before_adc:
-            y = y * alpha_t
-    y = adc(y, adc_bits, out_bound)
-    y = y * (w_scale.unsqueeze(-1) * in_scale)
-    out = y.squeeze(2) if y.shape[2] == 1 else y.sum(dim=2)
+            y.mul_(alpha_t)
+    bound = out_bound / partial_unit
+    if out_bound:
+        y.clamp_(-bound, bound)
+    factor = w_scale.unsqueeze(-1) * in_scale
+    if adc_bits:
+        q = dac_levels(adc_bits)
+        y.mul_(q / bound).round_()
+        factor = factor * (out_bound / q)
+    else:
+        factor = factor * partial_unit
+    if _fits(factor, y):
+        y.mul_(factor)
+    else:
+        y = y * factor
+    # A running sum over the few tiles is faster than a strided reduction.
+    out = y[:, :, 0]
+    for t in range(1, y.shape[2]):
+        out = out + y[:, :, t] if t == 1 else out.add_(y[:, :, t])
     if alpha is not None and not alpha_before_adc:
         out = out * (alpha if alpha.dim() == 0 else alpha.unsqueeze(-1))
     return out
+
+
+def _fits(factor: Tensor, y: Tensor) -> bool:
+    """Whether ``y *= factor`` keeps y's shape (factor broadcasts into y)."""
+    return torch.broadcast_shapes(factor.shape, y.shape) == y.shape

@@ -261,17 +261,26 @@ class AnalogLayerMixin:
         self._require_programmed("evaluate")
         tile = self.analog_config.tile
         geo = self.geometry()
+        unit = 1.0
         if tile.input_range == "static":
-            r = self.input_range
+            r = float(self.input_range)
             if not r > 0:
                 raise RuntimeError(
                     f"{type(self).__name__} '{self.analog_name}' has no static input range: "
                     "call aimc.calibrate_inputs(model, loader) first, or use "
                     "TileConfig(input_range='dynamic')")
-            x_n = ft.dac(x * (1.0 / r), tile.dac_bits)
+            # DAC as integer codes (unit 1/q): three passes over the input, in the memory
+            # layout the crossbar kernel prefers.
+            q = ft.dac_levels(tile.dac_bits) if tile.dac_bits else 1
+            x_n = torch.empty_like(x, memory_format=self._input_format(geo))
+            torch.mul(x, q / r, out=x_n)
+            x_n.clamp_(-q, q)
+            if tile.dac_bits:
+                x_n.round_()
+            unit = 1.0 / q
             partial, out_shape = self._mvm_static(x_n, geo)
             in_scale = r
-            bias_in = r
+            bias_in = torch.tensor(r)
         else:
             partial, in_scale, out_shape = self._mvm_dynamic(x, geo)
             bias_in = in_scale[:, :, -1]  # (B, g, 1, L): the last tile's ranges
@@ -283,18 +292,22 @@ class AnalogLayerMixin:
         if self._noise_gen is None and tile.out_noise:
             # Output noise is temporal: a stream per (chip, read), restarted by drift/load.
             seed = mix_seed("out", int(self.read_seed), self.analog_name)
-            self._noise_gen = torch.Generator(device=x.device).manual_seed(seed)
+            self._noise_gen = torch.Generator().manual_seed(seed)
         out = ft.periphery(
             partial, self.w_scale, in_scale, out_noise=tile.out_noise,
             out_bound=tile.out_bound, adc_bits=tile.adc_bits,
             alpha=self.alpha if self.alpha.numel() else None,
             alpha_before_adc=bool(self.gdc_before_adc),
-            bias_part=bias_part,
-            generator=self._noise_gen)
+            bias_part=bias_part, generator=self._noise_gen,
+            exact_noise=tile.exact_noise, inplace=True, partial_unit=unit)
         out = out.reshape(out_shape)
         if self.bias is not None and not self.analog_bias:
-            out = out + self.bias.reshape((-1,) + (1,) * (out.dim() - 2))
+            out.add_(self.bias.reshape((-1,) + (1,) * (out.dim() - 2)))
         return out
+
+    def _input_format(self, geo: Geometry) -> torch.memory_format:
+        """Memory layout of the DAC output that the static crossbar kernel runs fastest on."""
+        return torch.contiguous_format
 
     def _with_bias_input(self, r: Tensor, tile_dim: int) -> Tensor:
         """Per-vector ranges, > 0; the last tile's also covers the bias row's input of 1."""
@@ -410,11 +423,19 @@ class _AnalogConvNd(AnalogLayerMixin):
             x_n = F.pad(x_n, (0, 0) * self._nd + (0, pad_c))
             x_n = x_n.reshape(batch, -1, *x_n.shape[3:])
         w = self.w_tiles.reshape(-1, geo.units_per_tile, *self.kernel_size)
-        y = self._conv(x_n, w, None, self.stride, padding, self.dilation,
-                       self.groups * geo.n_tiles)
+        conv_groups = self.groups * geo.n_tiles
+        y = self._conv(x_n, w, None, self.stride, padding, self.dilation, conv_groups)
         spatial = y.shape[2:]
-        partial = y.view(batch, self.groups, geo.n_tiles, geo.out_g, -1)
+        # (B, g*T*out_g, *spatial) -> (B, g, T, out_g, L) as a view of any dense layout.
+        partial = y.unflatten(1, (self.groups, geo.n_tiles, geo.out_g)).flatten(4)
         return partial, (batch, self.out_channels, *spatial)
+
+    def _input_format(self, geo: Geometry) -> torch.memory_format:
+        # oneDNN's grouped convolution (tiles or conv groups) is several times faster
+        # channels-last than NCHW on CPUs.
+        if self._nd == 2 and self.groups * geo.n_tiles > 1:
+            return torch.channels_last
+        return torch.contiguous_format
 
     def _mvm_dynamic(self, x, geo):
         # Per-vector ranges are per patch: unfold (im2col), then one matmul per tile.

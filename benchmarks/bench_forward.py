@@ -1,0 +1,93 @@
+"""Speed of the analog forward pass against the plain torch layer, in the same run.
+
+Eval mode, programmed and drifted to 1 day, PCM preset (8-bit DAC with static input
+ranges, 8-bit ADC, output noise), 2 threads. Cases: Linear 512x512 at batch 256 and a
+ResNet-32-sized Conv2d (64 -> 64, 3x3, 8x8 maps) at batch 256. Timings interleave the
+two layers round by round and report medians and the median of per-round ratios.
+
+    python benchmarks/bench_forward.py --out docs/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+from torch import nn
+
+import aimc
+from aimc.experiments import now_utc, write_results
+
+
+def _median_time(fn, reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure(layer: nn.Module, x: torch.Tensor, rounds: int, reps: int) -> dict:
+    analog = aimc.convert(layer, aimc.presets.pcm_joshi2020()).eval()
+    aimc.calibrate_inputs(analog, [x])
+    aimc.program(analog, seed=0)
+    aimc.drift(analog, 86_400)
+    digital = layer.eval()
+    ratios, t_dig, t_ana = [], [], []
+    with torch.no_grad():
+        for _ in range(5):
+            digital(x), analog(x)
+        for _ in range(rounds):
+            td = _median_time(lambda: digital(x), reps)
+            ta = _median_time(lambda: analog(x), reps)
+            t_dig.append(td)
+            t_ana.append(ta)
+            ratios.append(ta / td)
+    return {"digital_ms": 1e3 * statistics.median(t_dig),
+            "analog_ms": 1e3 * statistics.median(t_ana),
+            "ratio": statistics.median(ratios), "ratio_min": min(ratios),
+            "ratio_max": max(ratios), "rounds": rounds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="results/bench", help="output folder")
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--reps", type=int, default=20)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    started, t0 = now_utc(), time.perf_counter()
+    cases = {
+        "linear-512x512-b256": (nn.Linear(512, 512), torch.randn(256, 512)),
+        "conv2d-64x64-3x3-8x8-b256": (nn.Conv2d(64, 64, 3, padding=1, bias=False),
+                                      torch.randn(256, 64, 8, 8)),
+    }
+    rows = []
+    for name, (layer, x) in cases.items():
+        res = measure(layer, x, args.rounds, args.reps)
+        print(f"{name:28s} torch {res['digital_ms']:7.3f} ms  aimc {res['analog_ms']:7.3f} ms"
+              f"  ratio {res['ratio']:.2f} (min {res['ratio_min']:.2f}, "
+              f"max {res['ratio_max']:.2f})")
+        rows.append({"method": "pcm", "case": name, "metric": "time_ratio",
+                     "mean": round(res["ratio"], 4), "std": None, "n": res["rounds"],
+                     "ratio_min": round(res["ratio_min"], 4),
+                     "ratio_max": round(res["ratio_max"], 4),
+                     "torch_ms": round(res["digital_ms"], 4),
+                     "aimc_ms": round(res["analog_ms"], 4)})
+    path = write_results(
+        f"{args.out}/bench_forward.json", study="bench_forward",
+        command="python benchmarks/bench_forward.py " + " ".join(argv or sys.argv[1:]),
+        dataset="random inputs", started=started, runtime_s=time.perf_counter() - t0,
+        rows=rows, baseline={"name": "plain torch layer, same run", "metric": "time"},
+        config=aimc.presets.pcm_joshi2020().to_dict())
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
