@@ -1,0 +1,359 @@
+"""Study: in-situ training of the 784-250-125-10 MLP on MNIST (``aimc reproduce insitu``).
+
+Trains the fully connected network of Ambrogio et al. 2018 with each in-situ algorithm
+of :mod:`aimc.training.insitu` (analog SGD on PCM, mixed precision, 2T2R+3T1C,
+Tiki-Taka) and with FP32 SGD as the baseline, for the same epochs, batch size and
+learning-rate schedule. After training the PCM conductances are left to drift
+(PCM inference model, pcm-model.md sec. 3-4) and the network is evaluated at 1 hour
+and 1 day, without and with global drift compensation; the FP32 network programmed
+onto PCM (``aimc.convert`` + ``aimc.program``) is shown for reference.
+
+Writes ``insitu.json`` (results convention), ``insitu.png`` (training curves and
+accuracy over time), ``insitu.md`` (table) and ``insitu_config.json`` into ``--out``;
+per-algorithm checkpoints in ``--out/checkpoints`` let an interrupted run resume.
+
+    python -m aimc.experiments.insitu --data-dir ../shared/data/mnist --out results/insitu
+    python -m aimc.experiments.insitu --quick        # bundled MNIST subset, a few minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import write_text_atomic
+from ..nn.layers import mix_seed
+from ..training.insitu import (
+    ALGORITHMS,
+    InSituConfig,
+    InSituOptimizer,
+    insitu_layers,
+    insitu_mlp,
+    iter_batches,
+    make_optimizer,
+)
+from .results import now_utc, write_results
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist"
+TIMES = (0.0, 3600.0, 86400.0)
+METHODS = ("fp32", "mixed-precision", "2t2r3t1c", "tiki-taka", "analog-sgd")
+
+# Per-algorithm options of the study (documented in docs/insitu.md).
+OPTIONS: dict[str, dict[str, Any]] = {
+    "analog-sgd": {"bl": 10},
+    "mixed-precision": {},
+    "2t2r3t1c": {"transfer_every": 1000},
+    "tiki-taka": {"transfer_every": 1, "columns": 8, "transfer_lr": 1.0},
+}
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 1000) -> float:
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            correct += int((model(x[i:i + batch]).argmax(-1) == y[i:i + batch]).sum())
+    model.train()
+    return correct / len(x)
+
+
+def _lr_at(lr: float, epoch: int, epochs: int) -> float:
+    """Step schedule: lr, halved at 50% and again at 75% of the epochs."""
+    factor = 1.0
+    if epochs >= 2 and epoch >= epochs // 2:
+        factor *= 0.5
+    if epochs >= 4 and epoch >= (3 * epochs) // 4:
+        factor *= 0.5
+    return lr * factor
+
+
+def _gdc_alpha(w0: torch.Tensor, wt: torch.Tensor) -> float:
+    """Global drift compensation in weight terms: alpha = mean|W0 x| / mean|W(t) x| for a
+    fixed calibration input x (pcm-model.md sec. 6), applied as a scale of the weights,
+    i.e. ahead of the ADC."""
+    gen = torch.Generator().manual_seed(mix_seed("insitu-gdc", w0.shape[1]))
+    x = torch.rand(w0.shape[1], 128, generator=gen) * 2 - 1
+    now = (wt @ x).abs().mean()
+    return float((w0 @ x).abs().mean() / now) if now > 0 else 1.0
+
+
+def _summary(values: list[float]) -> dict[str, Any]:
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) \
+        if len(values) > 1 else 0.0
+    return {"mean": mean, "std": std, "n": len(values), "values": values}
+
+
+def evaluate_drift(model: nn.Module, opt: InSituOptimizer, x: torch.Tensor, y: torch.Tensor,
+                   times=TIMES, chips: int = 3, seed: int = 0) -> list[dict[str, Any]]:
+    """Accuracy of the trained network at each time after training, mean over ``chips``
+    draws of drift exponents and read noise, without and with GDC."""
+    layers = insitu_layers(model)
+    saved = [layer.weight.detach().clone() for layer in layers]
+    exact = [opt.device_weight(layer, read=False) for layer in layers]
+    values: dict[tuple[str, float], list[float]] = {}
+    try:
+        for chip in range(chips):
+            for t in times:
+                drifted = opt.drifted_weights(t, seed=seed + chip)
+                for comp in ("none", "gdc"):
+                    for layer, w0, wt in zip(layers, exact, drifted, strict=True):
+                        alpha = _gdc_alpha(w0, wt) if comp == "gdc" else 1.0
+                        layer.weight.data.copy_(wt * alpha)
+                        layer.seed_noise(mix_seed("eval", seed, chip, t))
+                    method = opt.name if comp == "none" else f"{opt.name}+gdc"
+                    values.setdefault((method, t), []).append(_accuracy(model, x, y))
+    finally:
+        for layer, w in zip(layers, saved, strict=True):
+            layer.weight.data.copy_(w)
+    return [{"method": m, "t_s": t, "metric": "accuracy", **_summary(v)}
+            for (m, t), v in sorted(values.items())]
+
+
+def fp32_on_pcm(model: nn.Module, train_x: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                times=TIMES, chips: int = 3, seed: int = 0) -> list[dict[str, Any]]:
+    """The FP32 network programmed onto PCM (Joshi 2020 preset) and drifted, for reference."""
+    import copy
+
+    import aimc
+
+    amodel = aimc.convert(copy.deepcopy(model), aimc.presets.pcm_joshi2020())
+    loader = [(train_x[i:i + 500],) for i in range(0, min(5000, len(train_x)), 500)]
+    aimc.calibrate_inputs(amodel, loader)
+    batches = [(x[i:i + 1000], y[i:i + 1000]) for i in range(0, len(x), 1000)]
+    rows = aimc.evaluate_over_time(amodel, batches, times, chips=chips, seed=seed,
+                                   device_name="fp32+pcm")
+    return [{k: v for k, v in r.items()} for r in rows]
+
+
+def train_one(method: str, data: tuple, args: argparse.Namespace, ckpt_dir: Path,
+              log) -> dict[str, Any]:
+    """Train one method with checkpoints after every epoch; returns its record."""
+    train_x, train_y, test_x, test_y = data
+    ckpt = ckpt_dir / f"{method}.pt"
+    torch.manual_seed(mix_seed("init", args.seed))  # same initial weights for every method
+    analog = method != "fp32"
+    model = insitu_mlp(config=InSituConfig(), analog=analog)
+    if analog:
+        opt = make_optimizer(method, model, args.lr, seed=args.seed, **OPTIONS[method])
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=args.lr)
+    record: dict[str, Any] = {"method": method, "curve": [], "train_time_s": 0.0,
+                              "done": False}
+    if ckpt.exists():
+        state = torch.load(ckpt, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        record = state["record"]
+        log(f"{method}: resumed after epoch {len(record['curve'])}")
+    if record["done"]:
+        return record
+    for epoch in range(len(record["curve"]), args.epochs):
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(args.lr, epoch, args.epochs)
+        for layer in insitu_layers(model):
+            layer.seed_noise(mix_seed("train", args.seed, epoch))
+        gen = torch.Generator().manual_seed(mix_seed("shuffle", args.seed, epoch))
+        t0 = time.perf_counter()
+        model.train()
+        total = 0.0
+        batches = iter_batches(train_x, train_y, args.batch, gen)
+        if args.progress:
+            from tqdm import tqdm
+
+            batches = tqdm(batches, total=math.ceil(len(train_x) / args.batch),
+                           desc=f"{method} epoch {epoch + 1}", leave=False)
+        for xb, yb in batches:
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(xb), yb)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(xb)
+        record["train_time_s"] += time.perf_counter() - t0
+        acc = _accuracy(model, test_x, test_y)
+        point = {"epoch": epoch + 1, "train_loss": total / len(train_x), "test_accuracy": acc}
+        if analog:
+            point.update(opt.stats())
+        record["curve"].append(point)
+        log(f"{method}: epoch {epoch + 1}/{args.epochs} loss {point['train_loss']:.4f} "
+            f"test {acc:.4f} ({record['train_time_s']:.0f} s)")
+        _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                      "record": record}, ckpt)
+    # After training: volatile state into PCM, then drift.
+    if analog:
+        opt.finalize()
+        record["stats"] = opt.stats()
+        record["final_accuracy"] = _accuracy(model, test_x, test_y)
+        record["drift_rows"] = evaluate_drift(model, opt, test_x, test_y, chips=args.chips,
+                                              seed=args.seed)
+    else:
+        record["final_accuracy"] = _accuracy(model, test_x, test_y)
+        record["drift_rows"] = fp32_on_pcm(model, train_x, test_x, test_y, chips=args.chips,
+                                           seed=args.seed)
+    record["done"] = True
+    _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
+                  "record": record}, ckpt)
+    return record
+
+
+def _plot(records: dict[str, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for method, rec in records.items():
+        epochs = [p["epoch"] for p in rec["curve"]]
+        ax1.plot(epochs, [100 * p["test_accuracy"] for p in rec["curve"]], marker="o",
+                 label=method)
+        rows = [r for r in rec["drift_rows"] if r["method"].endswith("+gdc")]
+        if rows:
+            ax2.plot([max(r["t_s"], 1.0) for r in rows], [100 * r["mean"] for r in rows],
+                     marker="o", label=rows[0]["method"])
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("test accuracy (%)")
+    ax1.set_title("in-situ training, 784-250-125-10 MLP")
+    ax1.grid(alpha=0.3)
+    ax1.legend(fontsize=8)
+    ax2.set_xscale("log")
+    ax2.set_xlabel("time after training (s; 0 shown at 1 s)")
+    ax2.set_ylabel("test accuracy (%)")
+    ax2.set_title("after drift (PCM model, GDC)")
+    ax2.grid(alpha=0.3)
+    ax2.legend(fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _table(records: dict[str, dict]) -> str:
+    lines = ["| method | after training | 1 h | 1 h + GDC | 1 day | 1 day + GDC | pulses | "
+             "volatile pulses | transfers | refreshes | train time (s) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for method, rec in records.items():
+        rows = {(r["method"], r["t_s"]): r for r in rec["drift_rows"]}
+        base = "fp32+pcm" if method == "fp32" else method
+
+        def cell(m: str, t: float, rows=rows) -> str:
+            r = rows.get((m, t))
+            return f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}" if r else "-"
+
+        stats = rec.get("stats", {})
+        lines.append(
+            f"| {method} | {100 * rec['final_accuracy']:.2f} | {cell(base, 3600.0)} | "
+            f"{cell(base + '+gdc', 3600.0)} | {cell(base, 86400.0)} | "
+            f"{cell(base + '+gdc', 86400.0)} | {stats.get('pulses', '-')} | "
+            f"{stats.get('volatile_pulses', '-')} | "
+            f"{stats.get('transfers', '-')} | {stats.get('refreshes', '-')} | "
+            f"{rec['train_time_s']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the study; returns 0 on success."""
+    p = argparse.ArgumentParser(prog="aimc reproduce insitu", description=__doc__.split(
+        "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", default=None,
+                   help="folder with the four MNIST IDX files (default ../shared/data/mnist "
+                        "if it exists; --quick uses the bundled subset)")
+    p.add_argument("--out", default="results/insitu", help="output folder")
+    p.add_argument("--quick", action="store_true",
+                   help="bundled 6k/2k MNIST subset, 2 epochs, 1 chip (a few minutes)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs (default 8; quick 2)")
+    p.add_argument("--batch", type=int, default=10, help="mini-batch size")
+    p.add_argument("--lr", type=float, default=0.1, help="learning rate (all methods)")
+    p.add_argument("--chips", type=int, default=None,
+                   help="drift/read-noise draws per time (default 3; quick 1)")
+    p.add_argument("--methods", default=",".join(METHODS),
+                   help=f"comma-separated subset of {','.join(METHODS)}")
+    p.add_argument("--subset", type=int, default=0,
+                   help="use only the first N training and N/3 test images (0 = all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-progress", dest="progress", action="store_false")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m != "fp32" and m not in ALGORITHMS]
+    if bad:
+        p.error(f"unknown method(s) {bad}; known: fp32, {', '.join(sorted(ALGORITHMS))}")
+    args.epochs = args.epochs if args.epochs is not None else (2 if args.quick else 8)
+    args.chips = args.chips if args.chips is not None else (1 if args.quick else 3)
+    data_dir = args.data_dir
+    if data_dir is None and not args.quick and DEFAULT_DATA.resolve().is_dir():
+        data_dir = str(DEFAULT_DATA.resolve())
+    if data_dir is None:
+        from ..data import load_mnist_small
+
+        tx, ty, vx, vy = load_mnist_small()
+        dataset = f"MNIST bundled subset, {len(tx)} train / {len(vx)} test images"
+    else:
+        from ..data import load_mnist
+
+        tx, ty = load_mnist(data_dir, "train")
+        vx, vy = load_mnist(data_dir, "test")
+        if args.quick:
+            tx, ty, vx, vy = tx[:6000], ty[:6000], vx[:2000], vy[:2000]
+        dataset = f"MNIST, {len(tx)} train / {len(vx)} test images"
+    if args.subset:
+        tx, ty = tx[:args.subset], ty[:args.subset]
+        vx, vy = vx[:max(1, args.subset // 3)], vy[:max(1, args.subset // 3)]
+        dataset += f" (first {len(tx)} / {len(vx)} used)"
+    data = (tx.flatten(1), ty, vx.flatten(1), vy)
+    out = Path(args.out)
+    ckpt_dir = out / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    config = {"methods": methods, "epochs": args.epochs, "batch": args.batch, "lr": args.lr,
+              "lr_schedule": "x0.5 at 50% and 75% of the epochs", "seed": args.seed,
+              "chips": args.chips, "times_s": list(TIMES), "options": OPTIONS,
+              "network": "784-250-125-10, ReLU", "insitu_config": {
+                  "tile": vars(InSituConfig().tile),
+                  **{k: v for k, v in vars(InSituConfig()).items() if k != "tile"}}}
+    write_text_atomic(out / "insitu_config.json", json.dumps(config, indent=2) + "\n")
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    started, t0 = now_utc(), time.perf_counter()
+    records = {m: train_one(m, data, args, ckpt_dir, log) for m in methods}
+    rows = []
+    for method, rec in records.items():
+        rows.append({"method": method, "metric": "accuracy", "t_s": None, "when":
+                     "after training", "mean": rec["final_accuracy"], "std": 0.0, "n": 1,
+                     "epochs": args.epochs, "train_time_s": round(rec["train_time_s"], 1),
+                     **rec.get("stats", {})})
+        rows.extend(rec["drift_rows"])
+    baseline = {"name": "fp32", "accuracy": records["fp32"]["final_accuracy"]} \
+        if "fp32" in records else None
+    command = "aimc reproduce insitu " + " ".join(sys.argv[1:] if argv is None else argv)
+    write_results(out / "insitu.json", study="insitu", command=command.strip(),
+                  dataset=dataset, started=started, runtime_s=time.perf_counter() - t0,
+                  rows=rows, baseline=baseline,
+                  curves={m: r["curve"] for m, r in records.items()}, config=config)
+    _plot(records, out / "insitu.png")
+    table = _table(records)
+    write_text_atomic(out / "insitu.md", table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

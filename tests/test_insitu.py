@@ -1,0 +1,284 @@
+"""In-situ training (aimc.training.insitu): tile passes, update rules, cells, determinism."""
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from aimc.config import TileConfig
+from aimc.devices.pulsed import PulsedPCM
+from aimc.training import (
+    ALGORITHMS,
+    InSituConfig,
+    InSituLinear,
+    MixedPrecision,
+    MultiConductance,
+    insitu_layers,
+    insitu_mlp,
+    make_optimizer,
+)
+from aimc.training.insitu import PCMPair, pulse_coincidence, tile_mvm
+
+
+def exact_config(**kw):
+    tile = TileConfig(rows=512, cols=512, dac_bits=0, adc_bits=0, out_bound=0.0,
+                      out_noise=0.0, input_range="dynamic")
+    return InSituConfig(tile=tile, **kw)
+
+
+def small_net(config=None, sizes=(20, 16, 4)):
+    torch.manual_seed(0)
+    return insitu_mlp(sizes, config=config)
+
+
+def one_step(model, opt, x, y):
+    opt.zero_grad()
+    loss = nn.functional.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
+def data(n=32, d=20, k=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, d, generator=g), torch.randint(0, k, (n,), generator=g)
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="input_range"):
+        InSituConfig(tile=TileConfig(input_range="static"))
+    with pytest.raises(ValueError, match="g_span"):
+        InSituConfig(g_span=0.0)
+    with pytest.raises(ValueError, match="unknown in-situ algorithm"):
+        make_optimizer("sgd", small_net(), 0.1)
+    assert set(ALGORITHMS) == {"analog-sgd", "mixed-precision", "2t2r3t1c", "tiki-taka"}
+
+
+def test_tile_mvm_exact_and_tiled():
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(7, 1100, generator=g) * 0.1
+    x = torch.randn(5, 1100, generator=g)
+    y = tile_mvm(w / 0.5, x, 512, exact_config().tile, 0.5)  # 3 tiles of 367 rows
+    assert torch.allclose(y, x @ w.t(), atol=1e-4)
+    # With 8-bit DAC/ADC and no noise the error is bounded by the quantisation steps.
+    tile = TileConfig(dac_bits=8, adc_bits=8, out_bound=12.0, out_noise=0.0,
+                      input_range="dynamic")
+    yq = tile_mvm(w / 0.5, x, 512, tile, 0.5)
+    assert float((yq - y).abs().max()) < 0.05 * float(y.abs().max())
+
+
+def test_forward_backward_match_linear_on_exact_tile():
+    layer = InSituLinear(20, 6, config=exact_config())
+    ref = nn.Linear(20, 6)
+    ref.load_state_dict(layer.state_dict())
+    x = torch.randn(8, 20, requires_grad=True)
+    x2 = x.detach().clone().requires_grad_(True)
+    layer(x).pow(2).sum().backward()
+    ref(x2).pow(2).sum().backward()
+    assert torch.allclose(x.grad, x2.grad, atol=1e-4)
+    assert torch.allclose(layer.weight.grad, ref.weight.grad, atol=1e-4)
+    assert layer.last_x.shape == (8, 20) and layer.last_d.shape == (8, 6)
+
+
+def test_mixed_precision_accumulator_conserves_the_update():
+    model = small_net()
+    opt = MixedPrecision(model, lr=0.5, seed=3)
+    layers = insitu_layers(model)
+    requested = [torch.zeros_like(layer.weight) for layer in layers]
+    x, y = data()
+    for i in range(15):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x[i % 4 * 8:(i % 4 + 1) * 8]),
+                                    y[i % 4 * 8:(i % 4 + 1) * 8]).backward()
+        for req, layer in zip(requested, layers, strict=True):
+            req.add_(layer.weight.grad, alpha=-0.5)
+        opt.step()
+    for req, layer in zip(requested, layers, strict=True):
+        st = opt.state[layer.weight]
+        eps = opt.pair.granularity(layer)
+        assert torch.allclose(st["applied"] + st["chi"], req, atol=1e-5)
+        assert float(st["chi"].abs().max()) < eps  # what is left is below one pulse
+        # applied is a whole number of pulses
+        k = st["applied"] / eps
+        assert torch.allclose(k, k.round(), atol=1e-3)
+    assert opt.stats()["pulses"] > 0
+
+
+def test_pulse_coincidence_expectation():
+    g = torch.Generator().manual_seed(4)
+    x = torch.tensor([[0.5, -1.0, 0.2]])
+    d = torch.tensor([[0.3, -0.1]])
+    lr, eps, bl = 0.05, 0.01, 10
+    total = torch.zeros(2, 3)
+    reps = 4000
+    for _ in range(reps):
+        up, down = pulse_coincidence(x, d, lr, eps, bl, g)
+        total += (up - down) * eps
+    expected = -lr * d.t() @ x
+    # std of one draw <= eps sqrt(BL); 5 sigma of the mean
+    assert torch.allclose(total / reps, expected, atol=5 * eps * math.sqrt(bl / reps))
+
+
+def test_pair_refresh_keeps_weight_within_programming_error():
+    model = small_net()
+    opt = MixedPrecision(model, lr=0.1, seed=5)
+    layer = insitu_layers(model)[0]
+    g = torch.Generator().manual_seed(6)
+    layer.g_pos = layer.g_pos + 13 * torch.rand(layer.g_pos.shape, generator=g)
+    layer.g_neg = layer.g_neg + 13 * torch.rand(layer.g_neg.shape, generator=g)
+    before = layer.g_pos - layer.g_neg
+    count, _ = opt.pair.refresh(layer, 12.0, opt.gen)
+    assert count > 0
+    after = layer.g_pos - layer.g_neg
+    assert float(torch.maximum(layer.g_pos, layer.g_neg).max()) < 14.5
+    err = (after - before)
+    assert abs(float(err.mean())) < 0.3 and float(err.std()) < 0.8  # about one SET step
+
+
+def multi(seed=7, **kw):
+    model = small_net(sizes=(20, 200, 4))
+    return model, MultiConductance(model, lr=0.1, seed=seed, group=128, **kw)
+
+
+def test_polarity_inversion_leaves_weight_unchanged():
+    model, opt = multi()
+    layer = insitu_layers(model)[0]
+    g = torch.Generator().manual_seed(8)
+    layer.cap = layer.cap + torch.randn(layer.cap.shape, generator=g)
+    w0 = opt.device_weight(layer, read=False)
+    p0 = float(layer.polarity)
+    opt.invert_polarity(layer)
+    assert float(layer.polarity) == -p0
+    assert torch.allclose(opt.device_weight(layer, read=False), w0, atol=1e-6)
+    assert layer.g_shared.shape == (2, 20)  # 200 columns in groups of 128
+
+
+def test_transfer_preserves_weight_within_programming_error():
+    model, opt = multi()
+    layer = insitu_layers(model)[0]
+    g = torch.Generator().manual_seed(9)
+    layer.cap = (layer.cap + 3 * torch.randn(layer.cap.shape, generator=g)).clamp(0, 10)
+    w0 = opt.device_weight(layer, read=False)
+    low0 = opt.low(layer).clone()
+    pair0 = layer.g_pos - layer.g_neg
+    transfers = opt.counters["transfers"]
+    p0 = float(layer.polarity)
+    opt.transfer(layer)
+    w1 = opt.device_weight(layer, read=False)
+    assert opt.counters["transfers"] - transfers == int((low0 != 0).sum())
+    assert torch.allclose(layer.cap, opt.shared(layer))  # capacitors reset (and inverted)
+    assert float(layer.polarity) == -p0
+    # W error = F x (PCM programming error); in units of one mean SET step of the pair:
+    step_w = opt.gain * opt.unit(layer) * 0.892
+    err = (w1 - w0) / step_w
+    assert abs(float(err.mean())) < 0.3 and float(err.std()) < 0.8
+    assert float(err.abs().quantile(0.99)) < 3.0  # log-normal step tails: rare outliers
+    # ... and the pair took over p (g - g_shared) / F: regression slope 1.
+    moved = (layer.g_pos - layer.g_neg - pair0).flatten()
+    want = (low0 / opt.gain).flatten()
+    slope = float((moved * want).sum() / (want * want).sum())
+    assert slope == pytest.approx(1.0, abs=0.08)
+
+
+def test_all_algorithms_train_and_are_seeded():
+    x, y = data(64)
+    for name in ALGORITHMS:
+        runs = []
+        for seed in (0, 0, 1):
+            model = small_net()
+            for layer in insitu_layers(model):
+                layer.seed_noise(seed)
+            opt = make_optimizer(name, model, 0.2, seed=seed)
+            losses = [one_step(model, opt, x[i * 16:(i + 1) * 16], y[i * 16:(i + 1) * 16])
+                      for i in range(4)]
+            runs.append((losses, model.state_dict()))
+        (l0, s0), (l1, s1), (_, s2) = runs
+        assert l0 == l1, name
+        assert all(torch.equal(s0[k], s1[k]) for k in s0), name
+        assert any(not torch.equal(s0[k], s2[k]) for k in s0 if k.endswith("pos")), name
+
+
+def test_optimizer_state_dict_resumes_bit_for_bit():
+    x, y = data(64)
+
+    def run(split):
+        torch.manual_seed(0)
+        model = small_net()
+        opt = MultiConductance(model, lr=0.2, seed=2, transfer_every=16)
+        for i in range(6):
+            if i == split:
+                saved = (model.state_dict(), opt.state_dict())
+                model = small_net()
+                opt = MultiConductance(model, lr=0.2, seed=99, transfer_every=16)
+                model.load_state_dict(saved[0])
+                opt.load_state_dict(saved[1])
+            for layer in insitu_layers(model):
+                layer.seed_noise(i)
+            one_step(model, opt, x[i * 8:(i + 1) * 8], y[i * 8:(i + 1) * 8])
+        return model.state_dict(), opt.stats()
+
+    (a, sa), (b, sb) = run(-1), run(3)
+    assert sa == sb and sa["transfers"] > 0
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_drifted_weights_follow_the_pcm_model():
+    model = small_net(sizes=(200, 300, 4))
+    opt = MixedPrecision(model, lr=0.1, seed=1)
+    layer = insitu_layers(model)[0]
+    exact = opt.device_weight(layer, read=False)
+    w0 = opt.drifted_weights(0.0, seed=3)[0]
+    w_day = opt.drifted_weights(86400.0, seed=3)[0]
+    assert torch.equal(w0, opt.drifted_weights(0.0, seed=3)[0])
+    # Mean drift factor ((t + 20)/20)^-nu with nu about 0.05-0.1 at these conductances
+    ratio = float((w_day.abs().sum()) / exact.abs().sum())
+    assert 0.35 < ratio < 0.75
+    # t = 0: only 1/f read noise, std |g| sigma_read(g, 0) per device (pcm-model.md sec. 4)
+    unit = opt.pair.unit(layer)
+    var = sum((g * opt.pcm.read_noise_std(g, 0.0)).pow(2) for g in (layer.g_pos, layer.g_neg))
+    measured = float((w0 - exact).pow(2).mean())
+    assert measured == pytest.approx(float(var.mean()) * unit ** 2, rel=0.08)
+
+
+def test_mixed_precision_learns_bundled_mnist():
+    from aimc.data import load_mnist_small
+
+    tx, ty, vx, vy = load_mnist_small()
+    tx, vx = tx[:2000].flatten(1), vx[:500].flatten(1)
+    torch.manual_seed(0)
+    model = insitu_mlp((784, 32, 10))
+    opt = MixedPrecision(model, lr=0.1, seed=0)
+    for i in range(0, 2000, 10):
+        one_step(model, opt, tx[i:i + 10], ty[i:i + 10])
+    model.eval()
+    with torch.no_grad():
+        acc = float((model(vx).argmax(1) == vy[:500]).float().mean())
+    assert acc > 0.75  # chance is 0.1; FP32 SGD reaches 0.85 here, this run 0.81
+
+
+def test_study_quick_smoke(tmp_path):
+    from aimc.experiments import insitu
+
+    args = ["--quick", "--epochs", "1", "--methods", "mixed-precision", "--subset", "300",
+            "--out", str(tmp_path), "--no-progress", "--chips", "1"]
+    rc = insitu.main(args)
+    assert rc == 0
+    doc = json.loads((tmp_path / "insitu.json").read_text())
+    assert doc["study"] == "insitu"
+    methods = {(r["method"], r["t_s"]) for r in doc["rows"]}
+    assert ("mixed-precision+gdc", 86400.0) in methods
+    assert (tmp_path / "insitu.png").stat().st_size > 0
+    assert "mixed-precision" in (tmp_path / "insitu.md").read_text()
+    # A second call resumes from the checkpoint instead of training again.
+    assert insitu.main(args) == 0
+
+
+def test_pcm_pair_granularity_is_one_step_in_weight_units():
+    layer = InSituLinear(100, 3)
+    pair = PCMPair(PulsedPCM())
+    eps = pair.granularity(layer)
+    expected = float(PulsedPCM().mean_step(torch.tensor(0.1))) * layer.w_range / 10.0
+    assert eps == pytest.approx(expected)
+    assert layer.w_range == pytest.approx(8.0 / 10.0)

@@ -1,0 +1,197 @@
+"""Pulsed device models (aimc.devices.pulsed): physics against reference values."""
+
+import math
+
+import pytest
+import torch
+
+from aimc.devices.pulsed import (
+    PULSED_DEVICES,
+    Capacitor,
+    ConstantStep,
+    PulsedPCM,
+    SoftBounds,
+    make_pulsed_device,
+    program_set_only,
+    pulse_sparse,
+    stochastic_round,
+)
+
+N = 200_000
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_registry():
+    assert set(PULSED_DEVICES) >= {"pcm", "capacitor", "constant-step", "soft-bounds"}
+    dev = make_pulsed_device("pcm", dg0=0.5)
+    assert isinstance(dev, PulsedPCM) and dev.dg0 == 0.5 and dev.name == "pcm"
+    with pytest.raises(ValueError, match="unknown name 'rram'"):
+        make_pulsed_device("rram")
+
+
+@pytest.mark.parametrize("cls, field, value", [
+    (PulsedPCM, "dg0", 0.0), (PulsedPCM, "gamma", -1.0), (PulsedPCM, "c2c", float("nan")),
+    (Capacitor, "step", -0.1), (Capacitor, "leak_tau", 0.0), (SoftBounds, "step", 0.0),
+])
+def test_validation_names_field(cls, field, value):
+    with pytest.raises(ValueError, match=field):
+        cls(**{field: value})
+
+
+def test_set_only_never_decreases_and_saturates():
+    dev = PulsedPCM()
+    g = dev.reset(torch.zeros(5000), None, gen(1))
+    d2d = dev.sample_d2d((5000,), gen(2))
+    rng = gen(3)
+    for _ in range(60):
+        n = torch.randint(0, 4, (5000,), generator=rng).float()
+        new = dev.pulse(g, n, d2d, rng)
+        assert bool((new >= g).all())
+        assert bool((new <= dev.g_max).all())
+        assert bool((new[n == 0] == g[n == 0]).all())
+        g = new
+    assert float(g.mean()) > 0.6 * dev.g_max  # 90 pulses on average: well into saturation
+    with pytest.raises(ValueError, match="SET-only"):
+        dev.pulse(g, -torch.ones(5000), 1.0, rng)
+
+
+def test_mean_step_reference_values():
+    dev = PulsedPCM()
+    g = torch.tensor([0.0, 12.5, 25.0])
+    # dg0 (1 - G/25)^2.35 by hand: 0.892, 0.892 * 0.5^2.35 = 0.17510, 0.
+    ref = torch.tensor([0.892, 0.892 * 0.5 ** 2.35, 0.0])
+    assert torch.allclose(dev.mean_step(g), ref, atol=1e-5)
+    # Initial slope equals the Nandakumar 2018 linear fit, -0.084 per uS.
+    slope = (dev.mean_step(torch.tensor([0.01])) - dev.mean_step(torch.tensor([0.0]))) / 0.01
+    assert float(slope) == pytest.approx(-0.084, rel=0.01)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 1.0, 2.35, 0.5])
+def test_mean_after_solves_the_step_ode(gamma):
+    """Closed form vs a fine Euler integration of dG/dn = dg0 (1 - G/g_max)^gamma."""
+    dev = PulsedPCM(gamma=gamma)
+    g0 = torch.tensor([0.1, 6.0, 15.0])
+    n = 12
+    g = g0.clone().double()
+    h = 1e-3
+    for _ in range(int(n / h)):
+        g = (g + h * dev.dg0 * (1 - g / dev.g_max).clamp_min(0).pow(gamma)).clamp_max(dev.g_max)
+    closed = dev.mean_after(g0, torch.full((3,), float(n)))
+    assert torch.allclose(closed.double(), g, atol=2e-3)
+
+
+@pytest.mark.parametrize("g0, n", [(0.1, 1), (8.0, 1), (15.0, 1), (2.0, 9)])
+def test_step_statistics_match_parameters(g0, n):
+    """Mean increment = mean_after(G, n) - G; relative std = c2c / sqrt(n) (4 sigma tol)."""
+    dev = PulsedPCM()
+    g = torch.full((N,), g0)
+    inc = dev.pulse(g, torch.full((N,), float(n)), 1.0, gen(4)) - g
+    expected = float(dev.mean_after(g[:1], torch.tensor([float(n)]))[0]) - g0
+    rel = dev.c2c / math.sqrt(n)
+    assert float(inc.mean()) == pytest.approx(expected, rel=4 * rel / math.sqrt(N) + 1e-4)
+    assert float(inc.std() / inc.mean()) == pytest.approx(rel, rel=0.03)
+    assert float(inc.min()) >= 0.0
+    if n == 1:
+        # One pulse of the continuum model is within 3% of mu(G) for these small steps.
+        assert expected == pytest.approx(float(dev.mean_step(g[:1])[0]), rel=0.05)
+
+
+def test_device_to_device_statistics():
+    dev = PulsedPCM(d2d=0.2)
+    d = dev.sample_d2d((N,), gen(5))
+    assert float(d.mean()) == pytest.approx(1.0, abs=4 * 0.2 / math.sqrt(N))
+    assert float(d.std()) == pytest.approx(0.2, rel=0.03)
+    assert float(d.min()) > 0
+    # A device's mean step scales with its factor.
+    g = torch.zeros(N)
+    dev0 = PulsedPCM(c2c=0.0)
+    fast = dev0.pulse(g, torch.ones(N), torch.full((N,), 1.5), gen(6))
+    slow = dev0.pulse(g, torch.ones(N), torch.full((N,), 0.5), gen(6))
+    assert float(fast.mean() / slow.mean()) == pytest.approx(
+        float(1 - (1 - 1.5 * 0.892 * -1.35 / 25) ** (1 / -1.35))
+        / float(1 - (1 - 0.5 * 0.892 * -1.35 / 25) ** (1 / -1.35)), rel=1e-4)
+
+
+def test_reset_statistics():
+    dev = PulsedPCM()
+    g = dev.reset(torch.full((N,), 20.0), None, gen(7))
+    assert float(g.mean()) == pytest.approx(0.1, abs=1e-3)
+    assert float(g.std()) == pytest.approx(0.01, rel=0.03)
+    mask = torch.arange(N) % 2 == 0
+    g2 = dev.reset(torch.full((N,), 20.0), mask, gen(7))
+    assert bool((g2[~mask] == 20.0).all()) and float(g2[mask].max()) < 1.0
+
+
+def test_capacitor_linear_asymmetric_and_leak():
+    cap = Capacitor(c2c=0.0, d2d=0.0, g_min=0.0, g_max=10.0)
+    g = torch.full((4,), 5.0)
+    up = cap.pulse(g, torch.tensor([1.0, 10.0, -1.0, -10.0]))
+    ref = 5.0 + torch.tensor([1, 10, -1, -10]) * 0.02 * (1 + 0.02 * torch.tensor([1, 1, -1, -1]))
+    assert torch.allclose(up, ref, atol=1e-6)
+    # Up then down by the same count leaves 2 a n step: the mismatch polarity inversion cancels.
+    back = cap.pulse(cap.pulse(g, torch.full((4,), 50.0)), torch.full((4,), -50.0))
+    assert torch.allclose(back - g, torch.full((4,), 2 * 0.02 * 50 * 0.02), atol=1e-5)
+    assert float(cap.pulse(g, torch.full((4,), 1e6)).max()) == 10.0
+    leaked = cap.leak(torch.tensor([7.0]), 5.0, 0.5)
+    assert float(leaked) == pytest.approx(5.0 + 2.0 * math.exp(-0.5), rel=1e-6)
+    noisy = Capacitor(c2c=0.05, d2d=0.0)
+    many = noisy.pulse(torch.full((N,), 5.0), torch.full((N,), 4.0), 1.0, gen(8))
+    assert float(many.std()) == pytest.approx(0.05 * 0.02 * 2, rel=0.03)
+
+
+def test_soft_bounds_closed_form_equals_single_pulses():
+    dev = SoftBounds(c2c=0.0, d2d=0.0)
+    g = torch.tensor([-5.0, 0.0, 3.0, 8.0])
+    for n in (7.0, -7.0):
+        once = dev.pulse(g, torch.full((4,), n))
+        step = g.clone()
+        for _ in range(7):
+            step = dev.pulse(step, torch.full((4,), math.copysign(1.0, n)))
+        assert torch.allclose(once, step, atol=1e-5)
+    # At the symmetry point 0 up and down steps are both `step`.
+    assert float(dev.mean_step(torch.tensor(0.0))) == pytest.approx(0.1)
+    zero = torch.tensor([0.0])
+    assert float(dev.pulse(zero, torch.tensor([1.0]))) == pytest.approx(0.1, rel=1e-5)
+    assert float(dev.pulse(zero, torch.tensor([-1.0]))) == pytest.approx(-0.1, rel=1e-5)
+
+
+def test_constant_step_exact_and_bounded():
+    dev = ConstantStep(step=0.5, g_min=-2, g_max=2)
+    g = dev.pulse(torch.zeros(3), torch.tensor([1.0, -3.0, 9.0]))
+    assert g.tolist() == [0.5, -1.5, 2.0]
+
+
+def test_stochastic_round_is_unbiased():
+    x = torch.full((N,), 2.3)
+    r = stochastic_round(x, gen(9))
+    assert set(r.unique().tolist()) == {2.0, 3.0}
+    assert float(r.mean()) == pytest.approx(2.3, abs=4 * 0.46 / math.sqrt(N))
+
+
+def test_closed_loop_programming_reaches_target():
+    dev = PulsedPCM()
+    target = torch.rand(50_000, generator=gen(10)) * 10 + 0.5
+    g0 = dev.reset(torch.zeros(50_000), None, gen(11))
+    g, n = program_set_only(dev, g0, target, dev.sample_d2d((50_000,), gen(12)), gen(13))
+    err = g - target
+    assert abs(float(err.mean())) < 0.3          # within a fraction of one 0.9 uS step
+    assert float(err.std()) < 0.7                # about one stochastic step
+    assert float(n.mean()) > 5                   # it did take several pulses
+    assert bool((g >= g0).all())
+
+
+def test_sparse_pulse_equals_dense_where_pulsed_and_is_seeded():
+    dev = PulsedPCM(c2c=0.0)
+    g = torch.rand(1000, generator=gen(14)) * 10
+    n = (torch.rand(1000, generator=gen(15)) < 0.1).float() * 3
+    sparse = pulse_sparse(dev, g, n, 1.0, gen(16))
+    dense = dev.pulse(g, n, 1.0, gen(16))
+    assert torch.allclose(sparse, dense)
+    noisy = PulsedPCM()
+    a = pulse_sparse(noisy, g, n, 1.0, gen(17))
+    b = pulse_sparse(noisy, g, n, 1.0, gen(17))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, pulse_sparse(noisy, g, n, 1.0, gen(18)))
