@@ -7,7 +7,7 @@
 >>> aimc.drift(amodel, 86400); aimc.compensate(amodel, "gdc")
 """
 
-from . import devices, functional, presets
+from . import data, devices, energy, functional, models, presets
 from .config import AnalogConfig, MappingConfig, TileConfig
 from .inference import (
     accuracy,
@@ -33,10 +33,13 @@ __all__ = [
     "calibrate_inputs",
     "compensate",
     "convert",
+    "data",
     "devices",
     "drift",
+    "energy",
     "evaluate_over_time",
     "functional",
+    "models",
     "presets",
     "program",
     "to_digital",
