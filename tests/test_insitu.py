@@ -182,6 +182,28 @@ def test_transfer_preserves_weight_within_programming_error():
     assert slope == pytest.approx(1.0, abs=0.08)
 
 
+def test_transfer_with_residual_on_capacitor_keeps_weight():
+    model, opt = multi(keep_residual=True, transfer_threshold=2.7)
+    layer = insitu_layers(model)[0]
+    g = torch.Generator().manual_seed(10)
+    layer.cap = (layer.cap + 2 * torch.randn(layer.cap.shape, generator=g)).clamp(0, 10)
+    low0 = opt.low(layer).clone()
+    pair0 = layer.g_pos - layer.g_neg
+    w0 = opt.device_weight(layer, read=False)
+    opt.transfer(layer)
+    moved = layer.g_pos - layer.g_neg - pair0
+    # Only capacitors holding at least the threshold were transferred ...
+    assert bool((moved[low0.abs() < 2.7] == 0).all())
+    assert float(moved[low0.abs() >= 2.7].abs().min()) > 0
+    # ... and W is kept up to float rounding (the verify read's residual is on g), except
+    # where the residual of a rare large SET step exceeds the capacitor's range.
+    off = (opt.device_weight(layer, read=False) - w0).abs() > 1e-6
+    room = torch.minimum(opt.shared(layer) - opt.cap.g_min, opt.cap.g_max - opt.shared(layer))
+    clipped = opt.low(layer).abs() >= room - 1e-4
+    assert bool((off <= clipped).all())
+    assert float(off.float().mean()) < 0.01
+
+
 def test_all_algorithms_train_and_are_seeded():
     x, y = data(64)
     for name in ALGORITHMS:

@@ -51,7 +51,7 @@ METHODS = ("fp32", "mixed-precision", "2t2r3t1c", "tiki-taka", "analog-sgd")
 OPTIONS: dict[str, dict[str, Any]] = {
     "analog-sgd": {"bl": 10},
     "mixed-precision": {},
-    "2t2r3t1c": {"transfer_every": 1000},
+    "2t2r3t1c": {"transfer_every": 100, "transfer_threshold": 2.7, "keep_residual": True},
     "tiki-taka": {"transfer_every": 1, "columns": 8, "transfer_lr": 1.0},
 }
 

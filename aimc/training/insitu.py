@@ -589,6 +589,13 @@ class MultiConductance(InSituOptimizer):
     passes ``refresh_threshold``), its capacitor is reset to g_shared, and the polarity of
     all capacitors is inverted (g -> 2 g_shared - g, p -> -p: W unchanged), so that the
     charge/discharge mismatch of the capacitor cancels on average.
+
+    ``keep_residual=True`` closes the loop on the whole weight: after programming, the
+    verify read of the pair gives what the PCM missed of F (G+ - G-) + p (g - g_shared),
+    and that residual is written back onto the capacitor instead of being lost, so a
+    transfer changes W only by the capacitor's write precision. (The paper resets g to
+    g_shared; with our coarse SET-pulse PCM model that reset throws away up to one
+    PCM step per transfer, see docs/insitu.md.)
     """
 
     name = "2t2r3t1c"
@@ -597,8 +604,8 @@ class MultiConductance(InSituOptimizer):
                  capacitor: Capacitor | None = None, gain: float = 3.0, group: int = 128,
                  transfer_every: int = 1000, transfer_threshold: float = 0.0,
                  image_time: float = 1e-5, refresh_threshold: float = 12.0,
-                 g_shared_spread: float = 0.01, seed: int = 0, pcm: PCM | None = None
-                 ) -> None:
+                 g_shared_spread: float = 0.01, keep_residual: bool = False, seed: int = 0,
+                 pcm: PCM | None = None) -> None:
         self.pair = PCMPair(device if device is not None else PulsedPCM())
         self.cap = capacitor if capacitor is not None else Capacitor()
         checks = {"gain": gain > 0, "group": isinstance(group, int) and group >= 1,
@@ -614,6 +621,7 @@ class MultiConductance(InSituOptimizer):
         self.transfer_every, self.transfer_threshold = transfer_every, transfer_threshold
         self.image_time, self.refresh_threshold = image_time, refresh_threshold
         self.g_shared_spread = g_shared_spread
+        self.keep_residual = bool(keep_residual)
         self._images = 0
         super().__init__(model, lr, seed, pcm)
 
@@ -671,6 +679,7 @@ class MultiConductance(InSituOptimizer):
         """Move p (g - g_shared) into the PCM pair (closed loop), reset g, invert polarity."""
         thr = self.transfer_threshold if threshold is None else threshold
         low = self.low(layer)
+        total = self.gain * (layer.g_pos - layer.g_neg) + low  # uS-equivalent
         mask = (low.abs() >= thr) & (low != 0)
         if bool(mask.any()):
             self.counters["pulses"] += self.pair.program_difference(
@@ -680,6 +689,12 @@ class MultiConductance(InSituOptimizer):
         count, pulses = self.pair.refresh(layer, self.refresh_threshold, self.gen)
         self.counters["refreshes"] += count
         self.counters["pulses"] += pulses
+        if self.keep_residual:
+            # Verify read after programming: what the PCM pair missed of the total weight
+            # is written back onto the capacitor (within its range).
+            residual = total - self.gain * (layer.g_pos - layer.g_neg)
+            layer.cap = (self.shared(layer) + layer.polarity * residual).clamp(
+                self.cap.g_min, self.cap.g_max)
         self.invert_polarity(layer)
 
     @staticmethod
