@@ -779,8 +779,8 @@ class TikiTaka(InSituOptimizer):
     def update_layer(self, layer, lr):
         eps = self.fast.step * self.unit_a(layer)
         up, down = pulse_coincidence(layer.last_x, layer.last_d, lr, eps, self.bl, self.gen)
-        layer.a = self.fast.pulse(layer.a, up, layer.a_d2d, self.gen)
-        layer.a = self.fast.pulse(layer.a, -down, layer.a_d2d, self.gen)
+        layer.a = pulse_sparse(self.fast, layer.a, up, layer.a_d2d, self.gen)
+        layer.a = pulse_sparse(self.fast, layer.a, -down, layer.a_d2d, self.gen)
         self.counters["volatile_pulses"] += int(up.sum() + down.sum())
         steps = self.counters["steps"] + 1
         if steps % self.transfer_every == 0:
