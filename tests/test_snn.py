@@ -318,3 +318,19 @@ def test_diehl_cook_learns_and_normalises(synapse):
     assert (predict(counts, a, 2) == torch.tensor([0, 1])).all()
     with pytest.raises(ValueError, match="synapse"):
         DiehlCookConfig(synapse="rram")
+
+
+def test_diehl_cook_state_dict_resumes_bit_exact(tmp_path):
+    x = torch.zeros(4, 784)
+    x[:, ::3] = 0.8
+    cfg = DiehlCookConfig(neurons=5, time_steps=60, batch=2, synapse="pcm", seed=3)
+    net = DiehlCookNet(cfg)
+    net.train_batch(x[:2])
+    torch.save({"config": cfg.to_dict(), "net": net.state_dict()}, tmp_path / "ck.pt")
+    saved = torch.load(tmp_path / "ck.pt", weights_only=True)
+    assert saved["config"] == cfg.to_dict()
+    twin = DiehlCookNet(cfg)
+    twin.load_state_dict(saved["net"])
+    net.train_batch(x[2:])
+    twin.train_batch(x[2:])
+    assert torch.equal(net.syn.g, twin.syn.g) and torch.equal(net.theta, twin.theta)
