@@ -305,3 +305,22 @@ def test_to_digital_round_trip(net_and_data):
         assert not torch.equal(eff.fc1.weight, net.fc1.weight)
         assert math.isclose(float(eff.fc1.weight.abs().mean()),
                             float(net.fc1.weight.abs().mean()), rel_tol=0.1)
+
+
+def test_scratch_buffer_is_reused_but_not_saved(net_and_data):
+    import copy
+    import pickle
+    net, x = net_and_data
+    chip = _pcm_model(net, x, seed=0)
+    with torch.no_grad():
+        first = chip(x)
+        buf = chip.fc1._dac_buf
+        second = chip(x)
+        assert chip.fc1._dac_buf is buf
+    assert first.shape == second.shape
+    assert not hasattr(copy.deepcopy(chip).fc1, "_dac_buf")
+    assert not hasattr(pickle.loads(pickle.dumps(chip)).fc1, "_dac_buf")
+    # With autograd on, inputs get fresh buffers, and gradients reach the input.
+    xg = x.clone().requires_grad_(True)
+    chip(xg).sum().backward()
+    assert xg.grad is not None

@@ -184,20 +184,11 @@ def periphery(partial: Tensor, w_scale: Tensor, in_scale: Tensor | float, *,
         factor = factor * (out_bound / q)
     else:
         factor = factor * partial_unit
-    if _fits(factor, y):
-        y.mul_(factor)
-    else:
-        y = y * factor
-    # Sum the few tiles into the first tile's slice of the buffer: faster than a strided
-    # reduction, and no new allocation.
-    out = y[:, :, 0]
+    # Rescale and sum the few tiles into the first tile's slice of the buffer: faster
+    # than a strided reduction, and no new allocation. factor: (..., T, out_g, L|1).
+    out = y[:, :, 0].mul_(factor.select(-3, 0))
     for t in range(1, y.shape[2]):
-        out.add_(y[:, :, t])
+        out.addcmul_(y[:, :, t], factor.select(-3, t))
     if alpha is not None and not alpha_before_adc:
         out = out * (alpha if alpha.dim() == 0 else alpha.unsqueeze(-1))
     return out
-
-
-def _fits(factor: Tensor, y: Tensor) -> bool:
-    """Whether ``y *= factor`` keeps y's shape (factor broadcasts into y)."""
-    return torch.broadcast_shapes(factor.shape, y.shape) == y.shape

@@ -7,9 +7,10 @@ current time, drift compensation) lives in buffers: a ``state_dict`` is a snapsh
 the chip. The physics is in :mod:`aimc.devices` and :mod:`aimc.functional`; these
 modules only hold state and call them.
 
-In training mode a layer computes the plain digital layer (hardware-aware training
-adds its noise on top); in eval mode it runs on the programmed tiles and refuses to run
-before :func:`aimc.program`.
+In training mode a layer computes the plain digital layer, or, when hardware-aware
+training has set its ``hwa`` hook (:func:`aimc.training.prepare_hwa`), the digital layer
+with weight noise and optional periphery effects; in eval mode it runs on the programmed
+tiles and refuses to run before :func:`aimc.program`.
 """
 
 from __future__ import annotations
@@ -77,6 +78,9 @@ class AnalogLayerMixin:
         self.calib_quantile = 1.0
         self._noise_gen: torch.Generator | None = None
         self._range_stats: list[float] = []
+        # Hardware-aware training hook, set by aimc.training.prepare_hwa: a callable
+        # (layer, x) -> y run in training mode instead of the plain digital layer.
+        self.hwa = None
         dev = self.weight.device
         for key in CHIP_BUFFERS:
             self.register_buffer(key, torch.empty(0, device=dev))
@@ -86,6 +90,12 @@ class AnalogLayerMixin:
         self.register_buffer("t_s", torch.tensor(0.0, dtype=torch.float64, device=dev))
         self.register_buffer("gdc_mode", torch.tensor(GDC_OFF, dtype=torch.int64, device=dev))
         self.register_buffer("gdc_before_adc", torch.tensor(True, device=dev))
+
+    def __getstate__(self):
+        # The DAC scratch buffer is a cache, not state: keep it out of copies and pickles.
+        state = dict(self.__dict__)
+        state.pop("_dac_buf", None)
+        return state
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Chip buffers change shape when a layer is programmed: adopt the saved shapes.
@@ -247,7 +257,8 @@ class AnalogLayerMixin:
             self._record_range(x)
             return self._digital_forward(x)
         if self.training:
-            return self._digital_forward(x)
+            hwa = getattr(self, "hwa", None)
+            return self._digital_forward(x) if hwa is None else hwa(self, x)
         return self.analog_forward(x)
 
     def _require_programmed(self, what: str) -> None:
@@ -272,8 +283,7 @@ class AnalogLayerMixin:
             # DAC as integer codes (unit 1/q): three passes over the input, in the memory
             # layout the crossbar kernel prefers.
             q = ft.dac_levels(tile.dac_bits) if tile.dac_bits else 1
-            x_n = torch.empty_like(x, memory_format=self._input_format(geo))
-            torch.mul(x, q / r, out=x_n)
+            x_n = self._scaled_input(x, q / r, self._input_format(geo))
             x_n.clamp_(-q, q)
             if tile.dac_bits:
                 x_n.round_()
@@ -308,6 +318,19 @@ class AnalogLayerMixin:
     def _input_format(self, geo: Geometry) -> torch.memory_format:
         """Memory layout of the DAC output that the static crossbar kernel runs fastest on."""
         return torch.contiguous_format
+
+    def _scaled_input(self, x: Tensor, scale: float, fmt: torch.memory_format) -> Tensor:
+        """``x * scale`` in layout ``fmt``. Without autograd it is written into a buffer
+        reused across calls (a fresh multi-MB allocation per call costs page faults
+        comparable to the MVM); under autograd it is a fresh tensor."""
+        if torch.is_grad_enabled():
+            return (x * scale).contiguous(memory_format=fmt)
+        buf = getattr(self, "_dac_buf", None)
+        if (buf is None or buf.shape != x.shape or buf.dtype != x.dtype
+                or buf.device != x.device or not buf.is_contiguous(memory_format=fmt)):
+            buf = torch.empty_like(x, memory_format=fmt)
+            self._dac_buf = buf
+        return torch.mul(x, scale, out=buf)
 
     def _with_bias_input(self, r: Tensor, tile_dim: int) -> Tensor:
         """Per-vector ranges, > 0; the last tile's also covers the bias row's input of 1."""
