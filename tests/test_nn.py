@@ -324,3 +324,19 @@ def test_scratch_buffer_is_reused_but_not_saved(net_and_data):
     xg = x.clone().requires_grad_(True)
     chip(xg).sum().backward()
     assert xg.grad is not None
+
+
+def test_forward_weight_cache_follows_drift_and_load(net_and_data):
+    net, x = net_and_data
+    chip = _pcm_model(net, x, seed=0)
+    twin = _pcm_model(net, x, seed=0)
+    with torch.no_grad():
+        for t in (3600.0, 86_400.0, 3e7):
+            aimc.drift(chip, t)
+            fresh = _pcm_model(net, x, seed=0)  # never ran forward at an earlier time
+            aimc.drift(fresh, t)
+            assert torch.equal(chip(x), fresh(x))
+        twin(x)  # fill its cache at t = 0, then load the year-old chip into it
+        twin.load_state_dict(chip.state_dict())
+        aimc.drift(chip, 3e7)  # restart the chip's output-noise stream, as the load did
+        assert torch.equal(twin(x), chip(x))

@@ -131,7 +131,9 @@ def adc(y: Tensor, bits: int, bound: float) -> Tensor:
     y = y.clamp(-bound, bound) if bound else y.clone()
     if bits:
         q = dac_levels(bits)
-        y.mul_(q / bound).round_().mul_(bound / q)
+        if abs(q / bound - 1.0) > 1e-12:  # partial already in ADC codes: skip the pass
+            y.mul_(q / bound)
+        y.round_().mul_(bound / q)
     return y
 
 
@@ -180,7 +182,9 @@ def periphery(partial: Tensor, w_scale: Tensor, in_scale: Tensor | float, *,
     factor = w_scale.unsqueeze(-1) * in_scale
     if adc_bits:
         q = dac_levels(adc_bits)
-        y.mul_(q / bound).round_()
+        if abs(q / bound - 1.0) > 1e-12:  # partial already in ADC codes: skip the pass
+            y.mul_(q / bound)
+        y.round_()
         factor = factor * (out_bound / q)
     else:
         factor = factor * partial_unit

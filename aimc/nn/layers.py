@@ -92,9 +92,11 @@ class AnalogLayerMixin:
         self.register_buffer("gdc_before_adc", torch.tensor(True, device=dev))
 
     def __getstate__(self):
-        # The DAC scratch buffer is a cache, not state: keep it out of copies and pickles.
+        # Scratch buffers and derived weights are caches, not state: keep them out of
+        # copies and pickles.
         state = dict(self.__dict__)
         state.pop("_dac_buf", None)
+        state.pop("_w_fwd", None)
         return state
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -114,10 +116,11 @@ class AnalogLayerMixin:
     def _unit_rows(self) -> int:
         raise NotImplementedError
 
-    def _mvm_static(self, x_n: Tensor, geo: Geometry) -> tuple[Tensor, tuple[int, ...]]:
+    def _mvm_static(self, x_n: Tensor, w: Tensor, geo: Geometry
+                    ) -> tuple[Tensor, tuple[int, ...]]:
         raise NotImplementedError
 
-    def _mvm_dynamic(self, x: Tensor, geo: Geometry
+    def _mvm_dynamic(self, x: Tensor, w: Tensor, geo: Geometry
                      ) -> tuple[Tensor, Tensor, tuple[int, ...]]:
         raise NotImplementedError
 
@@ -272,7 +275,6 @@ class AnalogLayerMixin:
         self._require_programmed("evaluate")
         tile = self.analog_config.tile
         geo = self.geometry()
-        unit = 1.0
         if tile.input_range == "static":
             r = float(self.input_range)
             if not r > 0:
@@ -287,12 +289,15 @@ class AnalogLayerMixin:
             x_n.clamp_(-q, q)
             if tile.dac_bits:
                 x_n.round_()
-            unit = 1.0 / q
-            partial, out_shape = self._mvm_static(x_n, geo)
+            # Weights pre-scaled by the ADC's codes per unit and the DAC step, so the
+            # crossbar output comes out in ADC codes: no rescaling pass.
+            w_fwd, unit = self._forward_weights(tile, 1.0 / q)
+            partial, out_shape = self._mvm_static(x_n, w_fwd, geo)
             in_scale = r
             bias_in = torch.tensor(r)
         else:
-            partial, in_scale, out_shape = self._mvm_dynamic(x, geo)
+            w_fwd, unit = self._forward_weights(tile, 1.0)
+            partial, in_scale, out_shape = self._mvm_dynamic(x, w_fwd, geo)
             bias_in = in_scale[:, :, -1]  # (B, g, 1, L): the last tile's ranges
         bias_part = None
         if self.analog_bias:
@@ -314,6 +319,27 @@ class AnalogLayerMixin:
         if self.bias is not None and not self.analog_bias:
             out.add_(self.bias.reshape((-1,) + (1,) * (out.dim() - 2)))
         return out
+
+    def _forward_weights(self, tile, input_unit: float) -> tuple[Tensor, float]:
+        """Weights for the crossbar kernel and the unit its output counts in.
+
+        With an ADC the effective weights are pre-multiplied by ``input_unit`` x (ADC codes
+        per normalised unit), so the MVM of input codes yields ADC codes; the product is a
+        derived cache, rebuilt when the chip's weights change. Returns (weights, unit of
+        the output in normalised units).
+        """
+        if not tile.adc_bits:
+            return self.w_tiles, input_unit
+        code = ft.dac_levels(tile.adc_bits) / tile.out_bound
+        factor = code * input_unit
+        w = self.w_tiles
+        cache = getattr(self, "_w_fwd", None)
+        # Keyed on the tensor object itself (drift assigns a new one, load_state_dict bumps
+        # its version), never on its address, which a new tensor may reuse.
+        if cache is None or cache[0] is not w or cache[1] != (w._version, factor):
+            cache = (w, (w._version, factor), w * factor)
+            self._w_fwd = cache
+        return cache[2], 1.0 / code
 
     def _input_format(self, geo: Geometry) -> torch.memory_format:
         """Memory layout of the DAC output that the static crossbar kernel runs fastest on."""
@@ -375,22 +401,22 @@ class AnalogLinear(AnalogLayerMixin, nn.Linear):
     def _digital_forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight, self.bias)
 
-    def _mvm_static(self, x_n, geo):
+    def _mvm_static(self, x_n, w_tiles, geo):
         lead = x_n.shape[:-1]
         x2 = _flatten_lead(x_n, self.in_features)
         if geo.n_tiles == 1:
-            y = F.linear(x2, self.w_tiles[0, 0])
+            y = F.linear(x2, w_tiles[0, 0])
             return y.view(y.shape[0], 1, 1, -1, 1), (*lead, self.out_features)
         xt = self._pad_tiles(x2, geo)  # (N, T, R)
-        y = torch.bmm(xt.transpose(0, 1), self.w_tiles[0].transpose(1, 2))  # (T, N, out)
+        y = torch.bmm(xt.transpose(0, 1), w_tiles[0].transpose(1, 2))  # (T, N, out)
         return y.permute(1, 0, 2).unsqueeze(1).unsqueeze(-1), (*lead, self.out_features)
 
-    def _mvm_dynamic(self, x, geo):
+    def _mvm_dynamic(self, x, w_tiles, geo):
         lead = x.shape[:-1]
         xt = self._pad_tiles(_flatten_lead(x, self.in_features), geo)  # (N, T, R)
         r = self._with_bias_input(xt.abs().amax(dim=-1, keepdim=True), 1)
         x_n = ft.dac(xt / r, self.analog_config.tile.dac_bits)
-        y = torch.bmm(x_n.transpose(0, 1), self.w_tiles[0].transpose(1, 2))  # (T, N, out)
+        y = torch.bmm(x_n.transpose(0, 1), w_tiles[0].transpose(1, 2))  # (T, N, out)
         partial = y.permute(1, 0, 2).unsqueeze(1).unsqueeze(-1)
         in_scale = r.unsqueeze(1).unsqueeze(-1)  # (N, 1, T, 1, 1)
         return partial, in_scale, (*lead, self.out_features)
@@ -434,7 +460,7 @@ class _AnalogConvNd(AnalogLayerMixin):
                          mode=self.padding_mode), (0,) * self._nd
         return x, self.padding
 
-    def _mvm_static(self, x_n, geo):
+    def _mvm_static(self, x_n, w_tiles, geo):
         # Quantised inputs are elementwise, so the native conv over channel groups equals the
         # per-tile matrix multiply of unfolded patches.
         x_n, padding = self._padded_input(x_n)
@@ -445,7 +471,7 @@ class _AnalogConvNd(AnalogLayerMixin):
             x_n = x_n.reshape(batch, self.groups, c_per_group, *x_n.shape[2:])
             x_n = F.pad(x_n, (0, 0) * self._nd + (0, pad_c))
             x_n = x_n.reshape(batch, -1, *x_n.shape[3:])
-        w = self.w_tiles.reshape(-1, geo.units_per_tile, *self.kernel_size)
+        w = w_tiles.reshape(-1, geo.units_per_tile, *self.kernel_size)
         conv_groups = self.groups * geo.n_tiles
         y = self._conv(x_n, w, None, self.stride, padding, self.dilation, conv_groups)
         spatial = y.shape[2:]
@@ -460,7 +486,7 @@ class _AnalogConvNd(AnalogLayerMixin):
             return torch.channels_last
         return torch.contiguous_format
 
-    def _mvm_dynamic(self, x, geo):
+    def _mvm_dynamic(self, x, w_tiles, geo):
         # Per-vector ranges are per patch: unfold (im2col), then one matmul per tile.
         x, padding = self._padded_input(x)
         batch = x.shape[0]
@@ -479,7 +505,7 @@ class _AnalogConvNd(AnalogLayerMixin):
         cols = cols.view(batch, geo.groups, geo.n_tiles, geo.tile_rows, n_pos)
         r = self._with_bias_input(cols.abs().amax(dim=3, keepdim=True), 2)  # (B, g, T, 1, L)
         x_n = ft.dac(cols / r, self.analog_config.tile.dac_bits)
-        partial = torch.matmul(self.w_tiles, x_n)  # (B, g, T, out_g, L)
+        partial = torch.matmul(w_tiles, x_n)  # (B, g, T, out_g, L)
         spatial = tuple(
             (x4.shape[2 + i] + 2 * pad[i] - dil[i] * (kernel[i] - 1) - 1) // stride[i] + 1
             for i in range(2))[2 - self._nd:]
