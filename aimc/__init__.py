@@ -2,6 +2,7 @@
 
 >>> import aimc
 >>> amodel = aimc.convert(model, aimc.presets.pcm_joshi2020(), digital=["fc"])
+>>> aimc.train_hwa(amodel, train_loader, epochs=3)    # noise-injection fine-tune
 >>> aimc.calibrate_inputs(amodel, train_loader)
 >>> aimc.program(amodel, seed=0)
 >>> aimc.drift(amodel, 86400); aimc.compensate(amodel, "gdc")
@@ -18,6 +19,7 @@ from .inference import (
     program,
 )
 from .nn import AnalogConv1d, AnalogConv2d, AnalogLinear, analog_layers, convert, to_digital
+from .training import HWAConfig, train_hwa
 
 __version__ = "0.1.0"
 
@@ -26,6 +28,7 @@ __all__ = [
     "AnalogConv1d",
     "AnalogConv2d",
     "AnalogLinear",
+    "HWAConfig",
     "MappingConfig",
     "TileConfig",
     "accuracy",
@@ -43,4 +46,5 @@ __all__ = [
     "presets",
     "program",
     "to_digital",
+    "train_hwa",
 ]

@@ -15,6 +15,7 @@ STUDIES = {
     "insitu": "aimc.experiments.insitu",
     "snn-mnist": "aimc.experiments.snn_mnist",
     "correlation": "aimc.experiments.correlation",
+    "joshi2020": "aimc.experiments.joshi2020",
 }
 COMMANDS = {
     "demo": "aimc.experiments.demo",

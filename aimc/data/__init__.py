@@ -1,6 +1,8 @@
 """Dataset loaders (standard on-disk formats) and the small data aimc ships."""
 
 from .bundled import load_mnist_small
+from .cifar import IMAGENET_MEAN, IMAGENET_STD, CifarLoader, load_cifar10
 from .mnist import load_mnist, read_idx
 
-__all__ = ["load_mnist", "load_mnist_small", "read_idx"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "CifarLoader", "load_cifar10", "load_mnist",
+           "load_mnist_small", "read_idx"]

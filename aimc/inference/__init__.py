@@ -1,7 +1,14 @@
 """Programming, drift, drift compensation and accuracy over time."""
 
-from .chip import COMPENSATIONS, calibrate_inputs, compensate, drift, program
+from .chip import (
+    COMPENSATIONS,
+    calibrate_inputs,
+    compensate,
+    drift,
+    program,
+    restore_bn_stats,
+)
 from .evaluate import accuracy, evaluate_over_time, method_name
 
 __all__ = ["COMPENSATIONS", "accuracy", "calibrate_inputs", "compensate", "drift",
-           "evaluate_over_time", "method_name", "program"]
+           "evaluate_over_time", "method_name", "program", "restore_bn_stats"]

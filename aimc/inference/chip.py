@@ -32,6 +32,7 @@ def program(model: nn.Module, seed: int = 0) -> nn.Module:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
     for layer in _layers(model, "program"):
         layer.program_chip(seed)
+    restore_bn_stats(model)
     return model
 
 
@@ -40,10 +41,13 @@ def drift(model: nn.Module, t_seconds: float, seed: int | None = None) -> nn.Mod
 
     Conductances are recomputed from the stored programmed state (never re-programmed)
     with fresh 1/f read noise; effective weights are computed here once, not in every
-    forward pass. An active drift compensation is re-calibrated at the new time.
+    forward pass. An active drift compensation is re-calibrated at the new time;
+    batch-norm statistics adapted by AdaBS belong to one time and are reset to the
+    trained ones.
     """
     for layer in _layers(model, "drift"):
         layer.drift_chip(t_seconds, seed)
+    restore_bn_stats(model)
     return model
 
 
@@ -59,27 +63,106 @@ def _none(model: nn.Module, **_: Any) -> None:
         layer.set_gdc(GDC_OFF)
 
 
-COMPENSATIONS: dict[str, Callable[..., None]] = {"none": _none, "gdc": _gdc}
-"""Registry of drift-compensation methods by name (``aimc.compensate(model, name)``)."""
+def _batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
+
+# Where AdaBS keeps the trained statistics of a batch-norm layer while adapted ones are in
+# place (a plain attribute, so the model's state_dict keys do not change).
+_TRAINED_STATS = "_aimc_trained_bn_stats"
+
+
+@torch.no_grad()
+def restore_bn_stats(model: nn.Module) -> nn.Module:
+    """Put back the trained batch-norm statistics that :func:`compensate` with ``"adabs"``
+    replaced (no-op where AdaBS was not applied). Called by :func:`program`,
+    :func:`drift` and every :func:`compensate`, so AdaBS of one time or chip never leaks
+    into the next."""
+    for bn in _batch_norms(model):
+        saved = bn.__dict__.pop(_TRAINED_STATS, None)
+        if saved is not None:
+            for name, value in saved.items():
+                getattr(bn, name).copy_(value)
+    return model
+
+
+@torch.no_grad()
+def _adabs(model: nn.Module, *, loader: Iterable | None = None, batches: int | None = None,
+           **_: Any) -> None:
+    if loader is None:
+        raise ValueError("adabs: pass loader= with calibration batches drawn from the "
+                         "training data (never the test set)")
+    bns = _batch_norms(model)
+    if not bns:
+        raise ValueError("adabs: the model has no batch-norm layers with running statistics")
+    for bn in bns:
+        if _TRAINED_STATS not in bn.__dict__:
+            bn.__dict__[_TRAINED_STATS] = {
+                name: getattr(bn, name).clone()
+                for name in ("running_mean", "running_var", "num_batches_tracked")}
+    was_training = model.training
+    momenta = [bn.momentum for bn in bns]
+    model.eval()  # analog layers on their tiles, dropout off ...
+    for bn in bns:  # ... and only batch norm collecting statistics
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the calibration batches
+        bn.train()
+    ok = False
+    try:
+        n = 0
+        for batch in loader:
+            if batches is not None and n >= batches:
+                break
+            model(batch[0] if isinstance(batch, (tuple, list)) else batch)
+            n += 1
+        if n == 0:
+            raise ValueError("adabs: the calibration loader gave no batches")
+        ok = True
+    finally:
+        for bn, m in zip(bns, momenta, strict=True):
+            bn.momentum = m
+        model.train(was_training)
+        if not ok:
+            restore_bn_stats(model)
+
+
+COMPENSATIONS: dict[str, Callable[..., None]] = {"none": _none, "gdc": _gdc, "adabs": _adabs}
+"""Registry of drift-compensation methods by name (``aimc.compensate(model, name)``);
+names join with ``+`` (``"gdc+adabs"``) to apply several, in order."""
 
 
 def compensate(model: nn.Module, method: str | None = "gdc", **options: Any) -> nn.Module:
-    """Apply a drift compensation to every analog layer (pcm-model.md sec. 6).
+    """Apply a drift compensation to the programmed network (pcm-model.md sec. 6-7).
 
     ``"gdc"``: global drift compensation. Right after programming each layer was read
     with a fixed calibration input (r0 = mean |y|); now it is read again (r) and its
     outputs are scaled by alpha = r0 / r. Options: ``per_column=True`` keeps one alpha
     per output; ``before_adc=False`` applies alpha digitally after the ADC instead of
     scaling the ADC range (which keeps the ADC resolution as outputs shrink).
-    ``"none"`` (or None) removes any compensation. The choice is re-applied by every
-    later :func:`drift`.
+    The choice is re-applied by every later :func:`drift`.
+
+    ``"adabs"``: adaptive batch-norm statistics (Joshi et al. 2020, Methods). Runs the
+    calibration batches of ``loader`` (training data, never test data; ``batches`` limits
+    how many) through the drifted analog network and recomputes every batch-norm layer's
+    running mean and variance (cumulative average), keeping gamma and beta. The adapted
+    statistics hold for this time only: :func:`drift`, :func:`program` and the next
+    ``compensate`` restore the trained ones.
+
+    ``"gdc+adabs"`` applies GDC, then AdaBS through the compensated network.
+    ``"none"`` (or None) removes any compensation. Every call starts from none.
     """
     key = "none" if method is None else method
-    fn = COMPENSATIONS.get(key)
-    if fn is None:
+    parts = key.split("+") if isinstance(key, str) else [key]
+    unknown = [p for p in parts if p not in COMPENSATIONS]
+    if unknown:
         raise ValueError(f"method: unknown compensation {method!r}; "
-                         f"known: {sorted(COMPENSATIONS)}")
-    fn(model, **options)
+                         f"known: {sorted(COMPENSATIONS)}, joined with '+'")
+    restore_bn_stats(model)
+    _none(model)
+    for part in parts:
+        if part != "none":
+            COMPENSATIONS[part](model, **options)
     return model
 
 

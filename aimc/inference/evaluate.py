@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -37,18 +37,35 @@ def method_name(device_name: str, compensation: str | None) -> str:
 def evaluate_over_time(model: nn.Module, loader: Iterable, times: Sequence[float],
                        chips: int = 5, compensation: Sequence[str | None] = ("none", "gdc"),
                        seed: int = 0, device_name: str = "pcm",
-                       progress: bool = False) -> list[dict[str, Any]]:
+                       progress: bool = False, calib_loader: Iterable | None = None,
+                       calib_batches: int | None = None,
+                       known: Mapping[tuple[int, float, str], float] | None = None,
+                       on_value: Callable[[int, float, str, float], None] | None = None,
+                       ) -> list[dict[str, Any]]:
     """Accuracy at each time since programming, mean +- std over ``chips`` chips.
 
     Chip c is programmed once with seed ``seed + c`` and then drifted through ``times``
     in order, never re-programmed between times (Joshi et al. 2020, Fig. 4); at each
-    time every compensation in ``compensation`` is applied and the test set evaluated.
+    time every compensation in ``compensation`` ("none", "gdc", "adabs", "gdc+adabs",
+    ...) is applied to the same read of the chip (the chip is re-read at t with the same
+    seed for each method, so methods are compared on identical conductances) and the
+    test set evaluated. Methods with AdaBS recompute batch-norm statistics from
+    ``calib_loader`` (training data; at most ``calib_batches`` batches).
+
+    For resumable studies: ``known`` maps (chip, t, method name) to accuracies measured
+    before, which are reused instead of re-evaluated, and ``on_value(chip, t, method,
+    accuracy)`` is called after each new evaluation (e.g. to save it).
     Returns result rows ``{"method", "t_s", "metric", "mean", "std", "n", "values"}``.
-    The model is left programmed with the last chip.
+    The model is left programmed with the last chip it evaluated.
     """
     if chips < 1:
         raise ValueError(f"chips must be >= 1, got {chips}")
     times = [float(t) for t in times]
+    needs_calib = [c for c in compensation if c is not None and "adabs" in c.split("+")]
+    if needs_calib and calib_loader is None:
+        raise ValueError(f"calib_loader: compensation {needs_calib} needs calibration "
+                         "batches from the training data (calib_loader=...)")
+    known = dict(known or {})
     values: dict[tuple[str, float], list[float]] = {}
     bar = None
     if progress:
@@ -58,13 +75,21 @@ def evaluate_over_time(model: nn.Module, loader: Iterable, times: Sequence[float
                    leave=False)
     try:
         for chip in range(chips):
-            program(model, seed=seed + chip)
+            todo = [(t, comp) for t in times for comp in compensation
+                    if (chip, t, method_name(device_name, comp)) not in known]
+            if todo:
+                program(model, seed=seed + chip)
             for t in times:
-                drift(model, t)
                 for comp in compensation:
-                    compensate(model, comp)
-                    acc = accuracy(model, loader)
-                    values.setdefault((method_name(device_name, comp), t), []).append(acc)
+                    name = method_name(device_name, comp)
+                    acc = known.get((chip, t, name))
+                    if acc is None:
+                        drift(model, t)  # same seed: the same read for every method
+                        compensate(model, comp, loader=calib_loader, batches=calib_batches)
+                        acc = accuracy(model, loader)
+                        if on_value is not None:
+                            on_value(chip, t, name, acc)
+                    values.setdefault((name, t), []).append(acc)
                     if bar is not None:
                         bar.update(1)
     finally:

@@ -1,0 +1,360 @@
+"""``aimc reproduce joshi2020``: ResNet-32 on CIFAR-10 on PCM, from 1 s to 1 year.
+
+Reproduces the study of Joshi et al., Nat. Commun. 11, 2473 (2020) in simulation:
+
+1. from the same pretrained ResNet-32, an FP32 fine-tune (the baseline) and a
+   hardware-aware fine-tune (weight-noise injection and clipping on every analog layer,
+   :func:`aimc.train_hwa`), with the same data, epochs, optimizer and LR schedule;
+2. the hardware-aware network on the PCM chip model (``presets.pcm_joshi2020``): static
+   DAC ranges calibrated on training images, then ``--chips`` independent chips, each
+   programmed once and read at 1 s, 1 h, 1 day, 1 month and 1 year, with no
+   compensation, global drift compensation (GDC), AdaBS and GDC+AdaBS (batch-norm
+   statistics recomputed from training images through the drifted chip);
+3. ablations, with GDC and GDC+AdaBS: the FP32-trained network on the same chips, and
+   the hardware-aware network with its first and last layers digital;
+4. energy per inference on the 90 nm-era PCM preset (``pcm90nm_joshi2020``).
+
+Writes ``joshi2020.json`` (one row per method and time, the FP32 baseline),
+``joshi2020.png``, ``joshi2020_config.json`` and the hardware-aware weights
+``joshi2020_hwa_resnet32.pt`` (a plain ResNet-32 state dict) into ``--out``. Every stage
+is resumable: the fine-tunes checkpoint each epoch and every finished evaluation is saved
+at once (in ``--out/work``), so running the same command again continues where it
+stopped. ``--quick`` is a smoke run (a few minutes on 2 cores).
+
+On the team machines the data is the JPEG copy of CIFAR-10 (``python
+../shared/data/cifar10/build.py DIR``); networks are fine-tuned and tested on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import models, presets
+from ..config import write_text_atomic
+from ..data.cifar import IMAGENET_MEAN, IMAGENET_STD, CifarLoader, load_cifar10
+from ..inference import accuracy, calibrate_inputs, evaluate_over_time
+from ..nn import convert, to_digital
+from ..training.hwa import HWAConfig, clip_weights, train_hwa
+from .results import now_utc, write_results
+
+TIMES = {"1 s": 1.0, "1 h": 3600.0, "1 day": 86_400.0, "1 month": 2_592_000.0,
+         "1 year": 31_536_000.0}
+METHODS = ("none", "gdc", "adabs", "gdc+adabs")
+ABLATION_METHODS = ("gdc", "gdc+adabs")
+# variant -> (device name in the method names, compensations)
+VARIANTS = {
+    "hwa": ("pcm", METHODS),
+    "fp32-trained": ("fp32-trained+pcm", ABLATION_METHODS),
+    "digital-ends": ("first-last-digital+pcm", ABLATION_METHODS),
+}
+DEFAULT_PRETRAINED = "../shared/data/pretrained/resnet32-d509ac18.th"
+QUICK = {"epochs": 1, "train_images": 1000, "test_images": 500, "chips": 2,
+         "ablation_chips": 1, "calib_images": 400}
+
+
+class Store:
+    """A JSON file of finished results in the work folder, rewritten atomically on update."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self.data[key] = value
+        write_text_atomic(self.path, json.dumps(self.data, indent=1) + "\n")
+
+
+def _subset(x: torch.Tensor, y: torch.Tensor, n: int, seed: int):
+    if not n or n >= len(y):
+        return x, y
+    idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:n]
+    return x[idx], y[idx]
+
+
+@torch.no_grad()
+def reestimate_bn(model: torch.nn.Module, loader: CifarLoader) -> None:
+    """Recompute batch-norm running statistics (cumulative) from ``loader``, in digital."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    model.train()  # analog layers run digital in training mode
+    for x, _ in loader:
+        model(x)
+    for bn, m in zip(bns, momenta, strict=True):
+        bn.momentum = m
+
+
+def _finetune(model: torch.nn.Module, loader: CifarLoader, calib: CifarLoader,
+              args: argparse.Namespace, config: HWAConfig, ckpt: Path, desc: str,
+              progress: bool) -> list[dict]:
+    """SGD (momentum 0.9, weight decay 1e-4), cosine LR per step, from ``args.lr`` to 0.
+
+    A fresh start first clips the weights (HWA) and re-estimates the batch-norm
+    statistics on training images: the checkpoint was trained on other pixels (the
+    lossless originals), and clipping a pretrained network at 2.5 sigma shifts its
+    activations; a short fine-tune alone would take many steps to re-track them.
+    """
+    if not ckpt.is_file():
+        clip_weights(model, config.clip_sigma)
+        reestimate_bn(model, calib)
+    opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, args.epochs * len(loader)))
+    return train_hwa(model, loader, args.epochs, config=config, optimizer=opt,
+                     scheduler=sched, checkpoint=ckpt, seed=args.seed, progress=progress,
+                     desc=desc)
+
+
+def format_table(rows: list[dict], fp32: float) -> str:
+    """Accuracy (%) per time and method, mean +- std over chips."""
+    timed = [r for r in rows if "t_s" in r]
+    methods = sorted({r["method"] for r in timed}, key=lambda m: (m.count("+"), m))
+    by = {(r["method"], r["t_s"]): r for r in timed}
+    lines = [f"FP32 baseline: {100 * fp32:.2f}%", ""]
+    for m in methods:
+        cells = []
+        for label, t in TIMES.items():
+            r = by.get((m, t))
+            cells.append(f"{label}: {100 * r['mean']:.2f}+-{100 * r['std']:.2f}" if r
+                         else f"{label}: -")
+        lines.append(f"{m:>30s}  " + "  ".join(cells))
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], fp32: float, path: Path, title: str) -> None:
+    """Accuracy vs time since programming (log axis), bands = std over chips, FP32 line."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    timed = [r for r in rows if "t_s" in r]
+    for method in sorted({r["method"] for r in timed}, key=lambda m: (m.count("+"), m)):
+        rs = sorted((r for r in timed if r["method"] == method), key=lambda r: r["t_s"])
+        t = [r["t_s"] for r in rs]
+        m = [100 * r["mean"] for r in rs]
+        s = [100 * r["std"] for r in rs]
+        style = "-" if method.startswith("pcm") else "--"
+        ax.plot(t, m, style, marker="o", ms=3, label=method)
+        ax.fill_between(t, [a - b for a, b in zip(m, s, strict=True)],
+                        [a + b for a, b in zip(m, s, strict=True)], alpha=0.15)
+    ax.axhline(100 * fp32, color="k", ls=":", lw=1.2, label="fp32 (digital)")
+    ax.set_xscale("log")
+    ax.set_xlabel("time since programming (s)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="lower left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def energy_summary(amodel: torch.nn.Module) -> dict:
+    """Energy per inference (one 3x32x32 image) on the 90 nm-era PCM preset."""
+    from ..energy import estimate
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = estimate(amodel, "pcm90nm_joshi2020", (3, 32, 32))
+    t = table.totals
+    return {"hardware": "pcm90nm_joshi2020", "energy_per_inference_j": t["energy_j"],
+            "tops_per_w": t["tops_per_w"], "latency_s": t["latency_s"],
+            "dominant": t["dominant"], "complete": t["complete"]}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aimc reproduce joshi2020",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", required=True,
+                   help="folder with cifar-10-batches-py/ (the standard python version)")
+    p.add_argument("--out", default="results/joshi2020", help="output folder")
+    p.add_argument("--data-label", default="CIFAR-10",
+                   help='name of the data in the results, e.g. "CIFAR-10 (JPEG copy)"')
+    p.add_argument("--pretrained", default=DEFAULT_PRETRAINED,
+                   help="ResNet-32 checkpoint to fine-tune from (ImageNet normalisation)")
+    p.add_argument("--quick", action="store_true",
+                   help=f"smoke run: {QUICK} unless given explicitly")
+    p.add_argument("--epochs", type=int, help="fine-tune epochs of each network (default 3)")
+    p.add_argument("--lr", type=float, default=0.01, help="initial LR, cosine to 0")
+    p.add_argument("--batch", type=int, default=128, help="training batch size")
+    p.add_argument("--train-images", type=int, help="training images used (default all)")
+    p.add_argument("--test-images", type=int, help="test images used (default all)")
+    p.add_argument("--calib-images", type=int,
+                   help="training images for DAC ranges and AdaBS (default 2000)")
+    p.add_argument("--chips", type=int, help="chips of the main study (default 5)")
+    p.add_argument("--ablation-chips", type=int, help="chips of each ablation (default 3)")
+    p.add_argument("--noise", default="gaussian", choices=("gaussian", "pcm"),
+                   help="HWA weight-noise kind")
+    p.add_argument("--eta", type=float, default=0.04, help="HWA noise std / max|W|")
+    p.add_argument("--clip-sigma", type=float, default=2.5, help="HWA weight clipping")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def _resolve(args: argparse.Namespace) -> dict[str, Any]:
+    full = {"epochs": 3, "train_images": 0, "test_images": 0, "chips": 5,
+            "ablation_chips": 3, "calib_images": 2000}
+    for key, value in (QUICK if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    for key in ("epochs", "chips", "ablation_chips", "calib_images", "batch"):
+        if getattr(args, key) < 1:
+            raise SystemExit(f"--{key.replace('_', '-')} must be >= 1")
+    return {k: getattr(args, k) for k in (
+        "pretrained", "epochs", "lr", "batch", "train_images", "test_images", "calib_images",
+        "chips", "ablation_chips", "noise", "eta", "clip_sigma", "seed")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    study = _resolve(args)
+    torch.set_num_threads(args.threads)
+    progress = not args.no_progress
+    out = Path(args.out)
+    work = out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    store = Store(work / "state.json")
+    if store.get("study") not in (None, study):
+        old = store.get("study")
+        diff = sorted(k for k in study if old.get(k) != study[k])
+        raise SystemExit(f"{work} holds a run with other settings ({diff}); "
+                         "use another --out or delete that folder")
+    store.set("study", study)
+    started = store.get("started") or now_utc()
+    store.set("started", started)
+    t_session = time.perf_counter()
+    spent_before = float(store.get("runtime_s", 0.0))
+
+    def runtime() -> float:
+        return spent_before + time.perf_counter() - t_session
+
+    # -- data --------------------------------------------------------------------------------
+    try:
+        x, y = load_cifar10(args.data_dir, "train")
+        xt, yt = load_cifar10(args.data_dir, "test")
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"aimc reproduce joshi2020: {err}") from err
+    x, y = _subset(x, y, args.train_images, args.seed)
+    xt, yt = _subset(xt, yt, args.test_images, args.seed + 1)
+    xc, yc = _subset(x, y, args.calib_images, args.seed + 2)
+    norm = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    train = CifarLoader(x, y, args.batch, shuffle=True, augment=True, seed=args.seed,
+                        drop_last=len(y) > args.batch, **norm)
+    test = CifarLoader(xt, yt, 500, **norm)
+    calib = CifarLoader(xc, yc, 200, **norm)
+    dataset = f"{args.data_label}, {len(y)} train / {len(yt)} test images"
+
+    # -- networks ----------------------------------------------------------------------------
+    if not Path(args.pretrained).is_file():
+        raise SystemExit(f"aimc reproduce joshi2020: no checkpoint at {args.pretrained} "
+                         "(--pretrained)")
+    base = models.resnet32_cifar(args.pretrained)
+    if store.get("pretrained_accuracy") is None:
+        store.set("pretrained_accuracy", accuracy(base, test))
+    print(f"pretrained ResNet-32 on this test set: {100 * store.get('pretrained_accuracy'):.2f}%")
+
+    fp32 = copy.deepcopy(base)
+    fp32_hist = _finetune(fp32, train, calib, args, HWAConfig(noise="none", clip_sigma=0.0),
+                          work / "fp32.ckpt.pt", "FP32 fine-tune", progress)
+    if store.get("fp32_accuracy") is None:
+        store.set("fp32_accuracy", accuracy(fp32, test))
+    fp32_acc = store.get("fp32_accuracy")
+    print(f"FP32 fine-tuned: {100 * fp32_acc:.2f}%")
+
+    cfg = presets.pcm_joshi2020()
+    hwa_cfg = HWAConfig(noise=args.noise, eta=args.eta, clip_sigma=args.clip_sigma)
+    hwa = convert(base, cfg)
+    hwa_hist = _finetune(hwa, train, calib, args, hwa_cfg, work / "hwa.ckpt.pt", "HWA fine-tune",
+                         progress)
+    hwa_digital = to_digital(hwa).eval()
+    if store.get("hwa_digital_accuracy") is None:
+        store.set("hwa_digital_accuracy", accuracy(hwa_digital, test))
+    print(f"HWA fine-tuned, digital: {100 * store.get('hwa_digital_accuracy'):.2f}%")
+    torch.save(hwa_digital.state_dict(), out / ".joshi2020_hwa_resnet32.pt.tmp")
+    (out / ".joshi2020_hwa_resnet32.pt.tmp").replace(out / "joshi2020_hwa_resnet32.pt")
+    store.set("runtime_s", runtime())
+
+    # -- PCM evaluation ----------------------------------------------------------------------
+    nets = {
+        "hwa": (hwa, args.chips),
+        "fp32-trained": (convert(fp32, cfg), args.ablation_chips),
+        "digital-ends": (convert(hwa_digital, cfg, digital=["conv1", "linear"]),
+                         args.ablation_chips),
+    }
+    rows: list[dict] = []
+    values = store.get("values", {})
+    for variant, (net, chips) in nets.items():
+        device_name, methods = VARIANTS[variant]
+        net.eval()
+        calibrate_inputs(net, calib, batches=len(calib))
+        known = {(int(c), float(t), m): v for key, v in values.items()
+                 for var, c, t, m in [key.split("|")] if var == variant}
+
+        def save(chip: int, t: float, method: str, acc: float, variant: str = variant):
+            values[f"{variant}|{chip}|{t}|{method}"] = acc
+            store.set("values", values)
+            store.set("runtime_s", runtime())
+
+        print(f"evaluating {variant}: {chips} chips x {len(TIMES)} times x {len(methods)} "
+              "methods")
+        rows += evaluate_over_time(net, test, list(TIMES.values()), chips=chips,
+                                   compensation=methods, seed=args.seed,
+                                   device_name=device_name, progress=progress,
+                                   calib_loader=calib, known=known, on_value=save)
+    energy = {"all-analog": energy_summary(nets["hwa"][0]),
+              "first-last-digital": energy_summary(nets["digital-ends"][0])}
+
+    # -- results -----------------------------------------------------------------------------
+    rows += [
+        {"method": "fp32", "metric": "accuracy", "mean": fp32_acc, "std": 0.0, "n": 1},
+        {"method": "pretrained", "metric": "accuracy",
+         "mean": store.get("pretrained_accuracy"), "std": 0.0, "n": 1},
+        {"method": "hwa-digital", "metric": "accuracy",
+         "mean": store.get("hwa_digital_accuracy"), "std": 0.0, "n": 1},
+    ]
+    print(format_table(rows, fp32_acc))
+    e = energy["all-analog"]
+    print(f"\nenergy per inference on {e['hardware']}: "
+          f"{1e6 * e['energy_per_inference_j']:.2f} uJ, {e['tops_per_w']:.2f} TOP/s/W")
+    store.set("runtime_s", runtime())
+    config = {"study": study, "analog": cfg.to_dict(), "hwa": hwa_cfg.to_dict(),
+              "times_s": TIMES, "methods": {k: list(v[1]) for k, v in VARIANTS.items()},
+              "normalisation": norm,
+              "optimizer": "SGD momentum 0.9, weight decay 1e-4, cosine LR per step",
+              "augmentation": "random crop (pad 4), horizontal flip"}
+    write_text_atomic(out / "joshi2020_config.json", json.dumps(config, indent=2) + "\n")
+    plot(rows, fp32_acc, out / "joshi2020.png",
+         f"ResNet-32, {dataset}, PCM (Joshi 2020 model), {args.chips} chips")
+    command = "aimc reproduce joshi2020 " + " ".join(sys.argv[1:] if argv is None else argv)
+    path = write_results(
+        out / "joshi2020.json", study="joshi2020", command=command.strip(), dataset=dataset,
+        started=started, runtime_s=runtime(),
+        baseline={"name": "fp32", "accuracy": fp32_acc,
+                  "note": "FP32 fine-tune from the same checkpoint with the same budget"},
+        rows=rows, config=config, energy=energy,
+        training={"fp32": fp32_hist, "hwa": hwa_hist},
+        hwa_checkpoint="joshi2020_hwa_resnet32.pt")
+    print(f"\nwrote {path}, {out / 'joshi2020.png'}, {out / 'joshi2020_config.json'}, "
+          f"{out / 'joshi2020_hwa_resnet32.pt'} ({runtime():.0f} s in total)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,361 @@
+"""Hardware-aware training: weight-noise injection so a network survives PCM (Joshi 2020).
+
+Joshi et al., Nat. Commun. 11, 2473 (2020), Methods "Training with noise"; pcm-model.md
+sec. 8. Start from a trained FP32 network; in every training forward pass add zero-mean
+Gaussian noise to the weights of the analog layers, fresh per mini-batch; the backward
+pass runs through the same noisy weights and the optimizer updates the clean ones; after
+each optimizer step clip every analog layer's weights to ``clip_sigma`` standard
+deviations so the conductance range is not spent on outliers. Optionally the DAC, the
+ADC and the tile output noise act in training too (rounding passes gradients straight
+through). Layers left digital by :func:`aimc.convert` (e.g. the first and last) get no
+noise.
+
+The noise is injected through each analog layer's ``hwa`` hook (a callable the layer
+runs in training mode), so any torch optimizer, LR schedule or training loop works:
+:func:`prepare_hwa` / :func:`remove_hwa` and :func:`clip_weights` for your own loop, or
+:func:`train_hwa` for a loop with per-epoch checkpoints and exact resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..functional import tile as ft
+from ..nn.convert import analog_layers
+from ..nn.layers import AnalogLayerMixin, mix_seed
+
+NOISE_KINDS = ("none", "gaussian", "pcm")
+CHECKPOINT_FORMAT = "aimc-hwa-1"
+
+
+@dataclass
+class HWAConfig:
+    """Hardware-aware (noise-injection) training of the analog layers (pcm-model.md sec. 8)."""
+
+    noise: str = "gaussian"
+    """Weight noise in training: "gaussian" (std = eta * max|W| of the layer), "pcm"
+    (per weight, the PCM programming noise of its mapped conductance pair) or "none"."""
+    eta: float = 0.04
+    """Relative std of the "gaussian" noise, in units of the layer's max|W| (0.02-0.1
+    typical; 0.04 is about the PCM programming noise at g_max, 1.06 uS / 25 uS)."""
+    pcm_scale: float = 1.0
+    """Multiplies the std of the "pcm" noise (1 = the device model's sigma_prog)."""
+    clip_sigma: float = 2.5
+    """After each optimizer step clip each analog layer's weights to +- clip_sigma times
+    their standard deviation; 0 = no clipping."""
+    dac_adc: bool = False
+    """Simulate the input DAC and the output ADC of the tiles in training (rounding with a
+    straight-through gradient; one ADC over the whole layer output)."""
+    out_noise: bool = False
+    """Add the tiles' output noise (TileConfig.out_noise) in training."""
+
+    def __post_init__(self) -> None:
+        if self.noise not in NOISE_KINDS:
+            raise ValueError(f"HWAConfig.noise must be one of {list(NOISE_KINDS)}, "
+                             f"got {self.noise!r}")
+        for name in ("eta", "pcm_scale", "clip_sigma"):
+            value = getattr(self, name)
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (ok and math.isfinite(value) and 0 <= value <= 100):
+                raise ValueError(f"HWAConfig.{name} must be a number in [0, 100], "
+                                 f"got {value!r}")
+        for name in ("dac_adc", "out_noise"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"HWAConfig.{name} must be true or false, "
+                                 f"got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields."""
+        return dataclasses.asdict(self)
+
+
+# -- pure tensor functions ------------------------------------------------------------------
+def gaussian_weight_std(w: Tensor, eta: float) -> Tensor:
+    """std = eta * max|W| (Joshi 2020 Methods; pcm-model.md sec. 8), a 0-d tensor."""
+    return eta * w.detach().abs().max()
+
+
+def pcm_weight_std(w: Tensor, device: Any, scale: float = 1.0) -> Tensor:
+    """Per-weight std of PCM programming noise, in weight units (pcm-model.md sec. 1-2).
+
+    The layer is mapped with s = g_max / max|W|, a weight on one device of its pair at
+    g_T = s |w| and the other at 0; both are programmed with sigma_prog(g_T), so the
+    weight's std is sqrt(sigma_prog(s|w|)^2 + sigma_prog(0)^2) / s (Gaussian, ignoring
+    the clipping of conductances at 0).
+    """
+    w = w.detach()
+    w_max = w.abs().max().clamp_min(1e-30)
+    g_target = w.abs() / w_max * device.g_max
+    sig = device.prog_noise_std(g_target)
+    sig0 = device.prog_noise_std(torch.zeros((), dtype=w.dtype, device=w.device))
+    return scale * torch.sqrt(sig * sig + sig0 * sig0) * (w_max / device.g_max)
+
+
+def round_ste(x: Tensor) -> Tensor:
+    """round(x) forward, identity gradient (straight-through estimator, Bengio 2013)."""
+    return x + (torch.round(x) - x).detach()
+
+
+def quantize_ste(x: Tensor, bits: int, bound: Tensor | float) -> Tensor:
+    """Clip to [-bound, bound] and round to 2^bits - 1 symmetric levels (the DAC/ADC of
+    :func:`aimc.functional.tile.dac`), with a straight-through gradient inside the range."""
+    x = torch.maximum(torch.minimum(x, torch.as_tensor(bound)), -torch.as_tensor(bound))
+    if not bits:
+        return x
+    step = bound / ft.dac_levels(bits)
+    return round_ste(x / step) * step
+
+
+@torch.no_grad()
+def clip_weights(model: nn.Module, clip_sigma: float) -> None:
+    """Clip every analog layer's weight to +- clip_sigma * std(W) of that layer (sec. 8)."""
+    if clip_sigma <= 0:
+        return
+    for _, layer in analog_layers(model):
+        w = layer.weight
+        bound = clip_sigma * float(w.std())
+        w.clamp_(-bound, bound)
+
+
+# -- the training-mode forward of an analog layer ---------------------------------------------
+class NoiseInjection:
+    """The ``hwa`` hook of analog layers: ``(layer, x) -> y`` in training mode.
+
+    Draws the weight noise (and output noise) from one generator shared by the layers of
+    a model, in forward order, so a seed fixes every sample. Not an ``nn.Module``: it holds
+    no state that belongs in a ``state_dict``.
+    """
+
+    def __init__(self, config: HWAConfig, generator: torch.Generator) -> None:
+        self.config = config
+        self.generator = generator
+
+    def noisy_weight(self, layer: AnalogLayerMixin) -> Tensor:
+        """W + std * N(0, 1), fresh per call; gradients flow to the clean W."""
+        w = layer.weight
+        cfg = self.config
+        if cfg.noise == "none":
+            return w
+        if cfg.noise == "gaussian":
+            if not cfg.eta:
+                return w
+            std = gaussian_weight_std(w, cfg.eta)
+        else:
+            std = pcm_weight_std(w, layer.analog_config.device, cfg.pcm_scale)
+        noise = torch.randn(w.shape, generator=self.generator, dtype=w.dtype)
+        return w + std * noise.to(w.device)
+
+    def __call__(self, layer: AnalogLayerMixin, x: Tensor) -> Tensor:
+        cfg = self.config
+        w = self.noisy_weight(layer)
+        if not (cfg.dac_adc or cfg.out_noise):
+            return _forward_with(layer, x, w, layer.bias)
+        tile = layer.analog_config.tile
+        # Input range: the calibrated static range, else each sample's max|x|.
+        if tile.input_range == "static" and float(layer.input_range) > 0:
+            r: Tensor | float = float(layer.input_range)
+        else:
+            dims = tuple(range(1, x.dim()))
+            r = x.detach().abs().amax(dim=dims, keepdim=True).clamp_min(1e-12)
+        if cfg.dac_adc:
+            x = quantize_ste(x, tile.dac_bits, r) if tile.dac_bits else x
+        y = _forward_with(layer, x, w, None)
+        # Back to the tile's normalised units: weights / max|W|, inputs / r.
+        unit = w.detach().abs().max().clamp_min(1e-30) * (
+            r if isinstance(r, float) else r.reshape(r.shape[0], *[1] * (y.dim() - 1)))
+        y_n = y / unit
+        if cfg.out_noise and tile.out_noise:
+            # T tiles each add their own noise before the digital sum.
+            n_tiles = layer.geometry().n_tiles
+            noise = torch.randn(y_n.shape, generator=self.generator, dtype=y_n.dtype)
+            y_n = y_n + (tile.out_noise * math.sqrt(n_tiles)) * noise.to(y_n.device)
+        if cfg.dac_adc and tile.out_bound:
+            y_n = quantize_ste(y_n, tile.adc_bits, tile.out_bound)
+        y = y_n * unit
+        if layer.bias is not None:
+            y = y + layer.bias.reshape((-1,) + (1,) * (y.dim() - 2))
+        return y
+
+
+def _forward_with(layer: AnalogLayerMixin, x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    if isinstance(layer, nn.Linear):
+        return F.linear(x, w, b)
+    return layer._conv_forward(x, w, b)
+
+
+def prepare_hwa(model: nn.Module, config: HWAConfig | None = None, seed: int = 0
+                ) -> NoiseInjection:
+    """Switch noise injection on for every analog layer of ``model`` (training mode only).
+
+    Returns the shared hook; its ``generator`` (seeded with ``seed``) draws all the noise.
+    Undo with :func:`remove_hwa`. Layers left digital get no noise.
+    """
+    config = config if config is not None else HWAConfig()
+    if not isinstance(config, HWAConfig):
+        raise TypeError(f"config must be an HWAConfig, got {type(config).__name__}")
+    if config.noise == "pcm":
+        for name, layer in analog_layers(model):
+            if not hasattr(layer.analog_config.device, "prog_noise_std"):
+                raise ValueError(f"HWAConfig.noise='pcm' needs a device with programming "
+                                 f"noise; layer '{name}' has "
+                                 f"{type(layer.analog_config.device).__name__}")
+    hook = NoiseInjection(config, torch.Generator().manual_seed(seed))
+    for _, layer in analog_layers(model):
+        layer.hwa = hook
+    return hook
+
+
+def remove_hwa(model: nn.Module) -> None:
+    """Switch noise injection off: analog layers train as plain digital layers again."""
+    for _, layer in analog_layers(model):
+        layer.hwa = None
+
+
+# -- the training loop -------------------------------------------------------------------------
+def _save_atomic(obj: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a :func:`train_hwa` checkpoint safely (``weights_only=True``)."""
+    state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not an aimc HWA training checkpoint")
+    return state
+
+
+def train_hwa(model: nn.Module, loader: Iterable, epochs: int, *,
+              config: HWAConfig | None = None,
+              optimizer: torch.optim.Optimizer | None = None,
+              scheduler: Any = None, scheduler_interval: str = "step",
+              loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+              checkpoint: str | os.PathLike | None = None, seed: int = 0,
+              progress: bool = False, desc: str = "HWA training") -> list[dict[str, float]]:
+    """Hardware-aware fine-tuning (Joshi et al. 2020 Methods; pcm-model.md sec. 8).
+
+    Trains ``model`` for ``epochs`` passes over ``loader`` (``(x, y)`` batches) with weight
+    noise injected into every analog layer in training mode (:class:`HWAConfig`), and
+    clips the weights after every optimizer step. Any optimizer (default: SGD, lr 0.01,
+    momentum 0.9, weight decay 1e-4) and LR scheduler work; ``scheduler`` is stepped after
+    every batch (``scheduler_interval="step"``) or every epoch (``"epoch"``). A model with
+    no analog layers trains as plain FP32, so a baseline can share the loop.
+
+    With ``checkpoint`` (a file path), model, optimizer, scheduler, RNG state and history
+    are saved atomically after every epoch, and an existing checkpoint is resumed from:
+    the run continues exactly as if it had not been interrupted (the noise of epoch e is
+    seeded from (seed, e); a loader with ``set_epoch`` is told the epoch). Returns the
+    history: one ``{"epoch", "loss", "train_accuracy", "lr"}`` per epoch.
+    """
+    if not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
+    if scheduler_interval not in ("step", "epoch"):
+        raise ValueError(f"scheduler_interval must be 'step' or 'epoch', "
+                         f"got {scheduler_interval!r}")
+    config = config if config is not None else HWAConfig()
+    if optimizer is None:
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9,
+                                    weight_decay=1e-4)
+    loss_fn = loss_fn if loss_fn is not None else F.cross_entropy
+    history: list[dict[str, float]] = []
+    start = 0
+    path = Path(checkpoint) if checkpoint is not None else None
+    if path is not None and path.is_file():
+        state = load_checkpoint(path)
+        if state["config"] != config.to_dict():
+            raise ValueError(f"checkpoint {path} was written with HWAConfig "
+                             f"{state['config']}, not {config.to_dict()}; use another path")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state["scheduler"] is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        history = list(state["history"])
+        start = int(state["epoch"])
+    hook = prepare_hwa(model, config, seed)
+    was_training = model.training
+    bar = None
+    try:
+        for epoch in range(start, epochs):
+            hook.generator.manual_seed(mix_seed("hwa", seed, epoch))
+            if hasattr(loader, "set_epoch"):
+                loader.set_epoch(epoch)
+            model.train()
+            if progress:
+                from tqdm import tqdm
+                total = len(loader) if hasattr(loader, "__len__") else None
+                bar = tqdm(total=total, desc=f"{desc} {epoch + 1}/{epochs}", leave=False)
+            loss_sum, correct, seen = 0.0, 0, 0
+            for x, y in loader:
+                optimizer.zero_grad(set_to_none=True)
+                out = model(x)
+                loss = loss_fn(out, y)
+                loss.backward()
+                optimizer.step()
+                clip_weights(model, config.clip_sigma)
+                if scheduler is not None and scheduler_interval == "step":
+                    scheduler.step()
+                n = int(y.numel())
+                loss_sum += float(loss.detach()) * n
+                correct += int((out.detach().argmax(dim=-1) == y).sum())
+                seen += n
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss_sum / seen:.3f}")
+            if bar is not None:
+                bar.close()
+                bar = None
+            if scheduler is not None and scheduler_interval == "epoch":
+                scheduler.step()
+            if seen == 0:
+                raise ValueError("train_hwa: the loader gave no batches")
+            history.append({"epoch": epoch + 1, "loss": loss_sum / seen,
+                            "train_accuracy": correct / seen,
+                            "lr": float(optimizer.param_groups[0]["lr"])})
+            if path is not None:
+                _save_atomic({
+                    "format": CHECKPOINT_FORMAT, "epoch": epoch + 1,
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "rng": torch.get_rng_state(), "history": history,
+                    "config": config.to_dict()}, path)
+    finally:
+        if bar is not None:
+            bar.close()
+        remove_hwa(model)
+        model.train(was_training)
+    return history
+
+
+__all__ = [
+    "NOISE_KINDS",
+    "HWAConfig",
+    "NoiseInjection",
+    "clip_weights",
+    "gaussian_weight_std",
+    "load_checkpoint",
+    "pcm_weight_std",
+    "prepare_hwa",
+    "quantize_ste",
+    "remove_hwa",
+    "round_ste",
+    "train_hwa",
+]

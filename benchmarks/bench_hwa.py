@@ -1,0 +1,91 @@
+"""Speed of one hardware-aware training step of ResNet-32 against plain torch, same run.
+
+One SGD step (forward, backward, optimizer step) of ResNet-32 at batch 128 on random
+CIFAR-sized inputs, 2 threads: the plain torch network against the same network converted
+to the PCM preset and trained with :func:`aimc.train_hwa`'s noise injection (Gaussian
+weight noise, eta 0.04, and clipping at 2.5 sigma after the step). Rounds interleave the
+two; the result is the median of the per-round ratios.
+
+    python benchmarks/bench_hwa.py --out docs/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+import aimc
+from aimc.experiments import now_utc, write_results
+from aimc.training import HWAConfig, clip_weights, prepare_hwa
+
+
+def _step(model, opt, x, y, clip: float | None) -> None:
+    opt.zero_grad(set_to_none=True)
+    F.cross_entropy(model(x), y).backward()
+    opt.step()
+    if clip is not None:
+        clip_weights(model, clip)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="results/bench", help="output folder")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    started, t0 = now_utc(), time.perf_counter()
+    torch.manual_seed(0)
+    plain = aimc.models.resnet32_cifar().train()
+    hwa = aimc.convert(plain, aimc.presets.pcm_joshi2020()).train()
+    cfg = HWAConfig(eta=0.04, clip_sigma=2.5)
+    prepare_hwa(hwa, cfg, seed=0)
+    x = torch.randn(args.batch, 3, 32, 32)
+    y = torch.randint(0, 10, (args.batch,))
+    opt_p = torch.optim.SGD(plain.parameters(), lr=1e-3, momentum=0.9)
+    opt_h = torch.optim.SGD(hwa.parameters(), lr=1e-3, momentum=0.9)
+    cases = {"plain": lambda: _step(plain, opt_p, x, y, None),
+             "hwa": lambda: _step(hwa, opt_h, x, y, cfg.clip_sigma)}
+    for fn in cases.values():  # warm-up
+        fn(), fn()
+    times: dict[str, list[float]] = {k: [] for k in cases}
+    ratios = []
+    for _ in range(args.rounds):
+        per = {}
+        for name, fn in cases.items():
+            reps = []
+            for _ in range(args.reps):
+                start = time.perf_counter()
+                fn()
+                reps.append(time.perf_counter() - start)
+            per[name] = statistics.median(reps)
+            times[name].append(per[name])
+        ratios.append(per["hwa"] / per["plain"])
+    plain_s, hwa_s = statistics.median(times["plain"]), statistics.median(times["hwa"])
+    ratio = statistics.median(ratios)
+    print(f"ResNet-32 training step, batch {args.batch}: plain {1e3 * plain_s:.0f} ms, "
+          f"HWA {1e3 * hwa_s:.0f} ms, ratio {ratio:.3f} (rounds {min(ratios):.3f}-"
+          f"{max(ratios):.3f})")
+    rows = [{"method": "hwa", "metric": "time_ratio", "mean": ratio,
+             "min": min(ratios), "max": max(ratios), "n": args.rounds,
+             "plain_ms": 1e3 * plain_s, "hwa_ms": 1e3 * hwa_s, "batch": args.batch}]
+    command = "python benchmarks/bench_hwa.py " + " ".join(
+        sys.argv[1:] if argv is None else argv)
+    path = write_results(f"{args.out}/bench_hwa.json", study="bench_hwa",
+                         command=command.strip(),
+                         dataset=f"random 3x32x32 inputs, batch {args.batch}",
+                         started=started, runtime_s=time.perf_counter() - t0, rows=rows,
+                         config={"hwa": cfg.to_dict(), "optimizer": "SGD momentum 0.9"})
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""CIFAR-10 python-layout loader, augmentation and batching."""
+
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from aimc.data import IMAGENET_MEAN, IMAGENET_STD, CifarLoader, load_cifar10
+from aimc.data.cifar import CIFAR10_FILES, random_crop_flip
+
+
+def _write_fake(root, n_per_batch=6, seed=0):
+    """The standard layout, pickled the way Python 3 writes such dicts (bytes keys)."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    parts = {}
+    for split, names in CIFAR10_FILES.items():
+        for name in names:
+            data = rng.integers(0, 256, (n_per_batch, 3072), dtype=np.uint8)
+            labels = rng.integers(0, 10, n_per_batch).tolist()
+            with open(folder / name, "wb") as fh:
+                pickle.dump({b"batch_label": name.encode(), b"labels": labels,
+                             b"data": data}, fh, protocol=2)
+            parts.setdefault(split, []).append((data, labels))
+    return folder, parts
+
+
+def test_load_cifar10_reads_the_standard_layout(tmp_path):
+    _, parts = _write_fake(tmp_path)
+    for split in ("train", "test"):
+        x, y = load_cifar10(tmp_path, split)
+        data = np.concatenate([d for d, _ in parts[split]])
+        labels = [v for _, lab in parts[split] for v in lab]
+        assert x.shape == (len(labels), 3, 32, 32) and x.dtype == torch.uint8
+        assert y.dtype == torch.int64 and y.tolist() == labels
+        # row-major 3072 = 3 planes of 32 x 32 (R, G, B)
+        assert torch.equal(x[1, 2, 3, 4], torch.tensor(data[1, 2 * 1024 + 3 * 32 + 4]))
+    # the folder itself works too
+    x2, _ = load_cifar10(tmp_path / "cifar-10-batches-py", "test")
+    assert x2.shape[0] == 6
+
+
+def test_missing_or_incomplete_directory_gives_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist.*cifar-10-batches-py"):
+        load_cifar10(tmp_path / "nope")
+    folder, _ = _write_fake(tmp_path)
+    os.remove(folder / "data_batch_3")
+    with pytest.raises(FileNotFoundError, match=r"lacks \['data_batch_3'\]"):
+        load_cifar10(tmp_path, "train")
+    load_cifar10(tmp_path, "test")  # the test split is complete
+    with pytest.raises(ValueError, match="split"):
+        load_cifar10(tmp_path, "val")
+
+
+def test_pickles_may_not_run_code(tmp_path):
+    folder, _ = _write_fake(tmp_path)
+    with open(folder / "test_batch", "wb") as fh:
+        pickle.dump({b"data": os.system, b"labels": []}, fh, protocol=2)
+    with pytest.raises(pickle.UnpicklingError, match="may not refer to"):
+        load_cifar10(tmp_path, "test")
+
+
+def test_random_crop_flip_is_a_crop_of_the_padded_image():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8, generator=g)
+    out = random_crop_flip(x, torch.Generator().manual_seed(1), pad=2)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    seen = set()
+    for i in range(len(x)):
+        hits = [(dy, dx, f) for dy in range(5) for dx in range(5) for f in (0, 1)
+                if torch.equal(out[i], (lambda c: c.flip(2) if f else c)(
+                    padded[i, :, dy:dy + 8, dx:dx + 8]))]
+        assert hits, i
+        seen.update(hits)
+    assert {f for _, _, f in seen} == {0, 1}
+    assert len({(dy, dx) for dy, dx, _ in seen}) > 12  # offsets spread over the 25
+
+
+def test_flip_probability_is_one_half():
+    # a left-right asymmetric image: flipped iff the left column is the dark one
+    x = torch.zeros(4000, 1, 4, 4, dtype=torch.uint8)
+    x[..., 0] = 255
+    out = random_crop_flip(x, torch.Generator().manual_seed(2), pad=0)
+    flipped = (out[:, 0, 0, 3] == 255).float().mean()
+    assert abs(float(flipped) - 0.5) < 0.03  # std 0.008
+
+
+def test_loader_normalises_and_orders_by_epoch():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 256, (50, 3, 4, 4), dtype=torch.uint8, generator=g)
+    y = torch.arange(50)
+    plain = CifarLoader(x, y, 16)
+    assert len(plain) == 4
+    xb, yb = next(iter(plain))
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    torch.testing.assert_close(xb, (x[:16].float() / 255 - mean) / std)
+    assert yb.tolist() == list(range(16))
+    shuf = CifarLoader(x, y, 16, shuffle=True, drop_last=True, seed=1)
+    assert len(shuf) == 3
+    order0 = torch.cat([b for _, b in shuf])
+    assert torch.equal(order0, torch.cat([b for _, b in shuf]))  # same epoch: same order
+    shuf.set_epoch(1)
+    order1 = torch.cat([b for _, b in shuf])
+    assert not torch.equal(order0, order1) and len(set(order1.tolist())) == 48
+    with pytest.raises(ValueError, match="mean and std"):
+        CifarLoader(x, y, 16, mean=(0.5,), std=(0.2,))

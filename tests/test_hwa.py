@@ -1,0 +1,239 @@
+"""Hardware-aware training: noise injection, clipping, periphery in training, resume."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import aimc
+from aimc import presets
+from aimc.data import CifarLoader
+from aimc.devices import PCM
+from aimc.functional import tile as ft
+from aimc.training import HWAConfig, clip_weights, prepare_hwa, remove_hwa, train_hwa
+from aimc.training.hwa import load_checkpoint, pcm_weight_std, quantize_ste
+
+
+def _linear(n_in=64, n_out=48, seed=0, config=None):
+    torch.manual_seed(seed)
+    layer = nn.Linear(n_in, n_out, bias=False)
+    return aimc.convert(layer, config or presets.ideal())
+
+
+def _noisy_weights(layer, draws):
+    """With x = I the layer's training output is the transposed noisy weight."""
+    eye = torch.eye(layer.in_features)
+    with torch.no_grad():
+        return torch.stack([layer(eye).T for _ in range(draws)])
+
+
+def test_gaussian_noise_has_requested_std_and_only_in_training():
+    layer = _linear()
+    w = layer.weight.detach().clone()
+    prepare_hwa(layer, HWAConfig(noise="gaussian", eta=0.05), seed=1)
+    layer.train()
+    noise = _noisy_weights(layer, 20) - w  # 20 x 3072 samples
+    expected = 0.05 * float(w.abs().max())
+    assert abs(float(noise.std()) / expected - 1) < 0.02  # rel. error of std ~ 0.3%
+    assert abs(float(noise.mean())) < 0.02 * expected
+    # fresh per mini-batch: two forward passes see different noise
+    assert not torch.equal(noise[0], noise[1])
+    # eval mode on the ideal chip: the clean weights, no noise
+    layer.eval()
+    aimc.program(layer, seed=0)
+    x = torch.randn(8, layer.in_features)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), F.linear(x, w), rtol=1e-5, atol=1e-5)
+    # without the hook, training mode is the plain digital layer
+    remove_hwa(layer)
+    layer.train()
+    with torch.no_grad():
+        assert torch.equal(layer(x), F.linear(x, w))
+
+
+def test_noise_is_seeded():
+    a, b = _linear(), _linear()
+    prepare_hwa(a, HWAConfig(eta=0.1), seed=7)
+    prepare_hwa(b, HWAConfig(eta=0.1), seed=7)
+    a.train(), b.train()
+    assert torch.equal(_noisy_weights(a, 2), _noisy_weights(b, 2))
+
+
+def test_pcm_noise_std_matches_programming_noise():
+    dev = PCM()
+    w = torch.tensor([0.5, -0.25, 0.0, 0.125])
+    std = pcm_weight_std(w, dev)
+    # pcm-model.md sec. 2: sigma_prog(g) = c0 + c1 x + c2 x^2 at x = g / 25 uS; the pair's
+    # second device sits at 0 (sigma 0.26348 uS); weight units: x max|W| / g_max.
+    c0, c1, c2 = 0.26348, 1.9650, -1.1731
+    for wi, si in zip(w.tolist(), std.tolist(), strict=True):
+        x = abs(wi) / 0.5
+        sig = c0 + c1 * x + c2 * x * x
+        assert si == pytest.approx(math.hypot(sig, c0) * 0.5 / 25.0, rel=1e-5)
+    assert float(std[0]) == pytest.approx(math.hypot(1.05538, 0.26348) / 50, rel=1e-4)
+    # and the injected noise has that std, per weight
+    layer = _linear(32, 64, config=presets.pcm_joshi2020())
+    with torch.no_grad():
+        layer.weight.copy_(torch.where(torch.rand(64, 32) < 0.5, 0.3, -0.3))
+    prepare_hwa(layer, HWAConfig(noise="pcm"), seed=3)
+    layer.train()
+    noise = _noisy_weights(layer, 20) - layer.weight.detach()
+    ref = math.hypot(1.05538, 0.26348) * 0.3 / 25.0
+    assert abs(float(noise.std()) / ref - 1) < 0.02
+
+
+def test_pcm_noise_needs_a_device_with_programming_noise():
+    layer = _linear()  # IdealDevice
+    with pytest.raises(ValueError, match="noise='pcm'"):
+        prepare_hwa(layer, HWAConfig(noise="pcm"))
+
+
+def test_backward_uses_noisy_weights_and_updates_clean_ones():
+    layer = _linear(16, 8)
+    w0 = layer.weight.detach().clone()
+    prepare_hwa(layer, HWAConfig(eta=0.2), seed=5)
+    layer.train()
+    y = layer(torch.eye(16))  # = W_noisy^T
+    (0.5 * y.pow(2).sum()).backward()
+    w_noisy = y.detach().T
+    assert not torch.allclose(w_noisy, w0)
+    torch.testing.assert_close(layer.weight.grad, w_noisy)  # dL/dW = W_noisy (x = I)
+    torch.optim.SGD(layer.parameters(), lr=0.1).step()
+    torch.testing.assert_close(layer.weight.detach(), w0 - 0.1 * w_noisy)
+
+
+def test_clip_weights_per_layer_sigma():
+    net = aimc.convert(nn.Sequential(nn.Linear(50, 40), nn.Linear(40, 10)), presets.ideal(),
+                       digital=["1"])
+    with torch.no_grad():
+        net[0].weight[0, 0] = 10.0  # outlier
+        net[1].weight[0, 0] = 10.0  # digital layer: not clipped
+    w = net[0].weight.detach().clone()
+    bound = 2.0 * float(w.std())
+    clip_weights(net, 2.0)
+    after = net[0].weight.detach()
+    assert float(after.abs().max()) == pytest.approx(bound, rel=1e-6)
+    inside = w.abs() <= bound
+    assert torch.equal(after[inside], w[inside])
+    torch.testing.assert_close(after[~inside], w[~inside].sign() * bound)
+    assert float(net[1].weight.detach()[0, 0]) == 10.0
+    clip_weights(net, 0.0)  # off
+    assert torch.equal(net[0].weight.detach(), after)
+
+
+def test_quantize_ste_forward_is_the_dac_and_gradient_passes_inside_range():
+    x = torch.linspace(-1.5, 1.5, 301, requires_grad=True)
+    y = quantize_ste(x, 8, 1.0)
+    torch.testing.assert_close(y.detach(), ft.dac(x.detach().clone(), 8))
+    y.sum().backward()
+    inside, outside = x.detach().abs() < 0.995, x.detach().abs() > 1.005
+    assert torch.equal(x.grad[inside], torch.ones(int(inside.sum())))
+    assert torch.equal(x.grad[outside], torch.zeros(int(outside.sum())))
+
+
+def test_output_noise_in_training_has_tile_std():
+    cfg = presets.pcm_joshi2020()
+    cfg.tile.input_range = "dynamic"
+    layer = _linear(64, 200, config=cfg)
+    prepare_hwa(layer, HWAConfig(noise="none", clip_sigma=0.0, out_noise=True), seed=2)
+    layer.train()
+    x = torch.randn(100, 64)
+    with torch.no_grad():
+        y = layer(x)
+        clean = F.linear(x, layer.weight)
+    r = x.abs().amax(dim=1, keepdim=True)
+    unit = r * layer.weight.detach().abs().max()
+    dev = (y - clean) / unit  # normalised units, one tile
+    assert abs(float(dev.std()) / 0.04 - 1) < 0.03  # 20000 samples
+
+
+def test_dac_adc_in_training_quantises_and_trains():
+    cfg = presets.pcm_joshi2020()
+    layer = _linear(32, 16, config=cfg)
+    layer.input_range.fill_(2.0)
+    prepare_hwa(layer, HWAConfig(noise="none", dac_adc=True), seed=0)
+    layer.train()
+    x = torch.randn(10, 32, requires_grad=True)
+    y = layer(x)
+    xq = ft.dac(x.detach() / 2.0, 8) * 2.0
+    unit = 2.0 * layer.weight.detach().abs().max()
+    expect = ft.adc(F.linear(xq, layer.weight.detach()) / unit, 8, 10.0) * unit
+    torch.testing.assert_close(y.detach(), expect, rtol=1e-5, atol=1e-6)
+    y.sum().backward()
+    assert layer.weight.grad is not None and float(layer.weight.grad.abs().sum()) > 0
+    assert float(x.grad.abs().sum()) > 0
+
+
+def test_config_validation_names_the_field():
+    with pytest.raises(ValueError, match="HWAConfig.noise"):
+        HWAConfig(noise="uniform")
+    with pytest.raises(ValueError, match="HWAConfig.eta"):
+        HWAConfig(eta=-0.1)
+    with pytest.raises(ValueError, match="HWAConfig.clip_sigma"):
+        HWAConfig(clip_sigma=float("nan"))
+    with pytest.raises(ValueError, match="HWAConfig.dac_adc"):
+        HWAConfig(dac_adc=1)
+
+
+class _Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.drop = nn.Dropout(0.2)  # uses the global RNG: resume must restore it
+        self.fc = nn.Linear(4 * 8 * 8, 5)
+
+    def forward(self, x):
+        return self.fc(self.drop(F.relu(self.bn(self.conv(x)))).flatten(1))
+
+
+def _run(ckpt, epochs, seed=0):
+    torch.manual_seed(123)
+    net = aimc.convert(_Tiny(), presets.pcm_joshi2020())
+    g = torch.Generator().manual_seed(9)
+    images = torch.randint(0, 256, (96, 3, 8, 8), dtype=torch.uint8, generator=g)
+    labels = torch.randint(0, 5, (96,), generator=g)
+    loader = CifarLoader(images, labels, 32, shuffle=True, augment=True, seed=seed,
+                         mean=(0.5,) * 3, std=(0.25,) * 3)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 3 * len(loader))
+    hist = train_hwa(net, loader, epochs, config=HWAConfig(eta=0.05, clip_sigma=3.0),
+                     optimizer=opt, scheduler=sched, checkpoint=ckpt, seed=seed)
+    return net, hist
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    full, hist_full = _run(tmp_path / "a.pt", 3)
+    _run(tmp_path / "b.pt", 1)  # interrupted after one epoch, then run again
+    resumed, hist_res = _run(tmp_path / "b.pt", 3)
+    for (k, v), v2 in zip(full.state_dict().items(), resumed.state_dict().values(),
+                          strict=True):
+        assert torch.equal(v, v2), k
+    assert hist_full == hist_res and len(hist_res) == 3
+    state = load_checkpoint(tmp_path / "b.pt")  # weights_only=True
+    assert state["epoch"] == 3
+    assert not any(layer.hwa for _, layer in aimc.analog_layers(resumed))
+    # a finished run resumes to nothing, and a checkpoint of other settings is refused
+    again, _ = _run(tmp_path / "a.pt", 3)
+    assert torch.equal(again.fc.weight, full.fc.weight)
+    net = aimc.convert(_Tiny(), presets.pcm_joshi2020())
+    with pytest.raises(ValueError, match="HWAConfig"):
+        train_hwa(net, [], 3, config=HWAConfig(eta=0.5), checkpoint=tmp_path / "a.pt")
+
+
+def test_training_reduces_the_loss_and_keeps_weights_clipped():
+    torch.manual_seed(0)
+    x = torch.randn(256, 10)
+    y = (x[:, 0] > 0).long()
+    net = aimc.convert(nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 2)),
+                       presets.pcm_joshi2020())
+    batches = [(x[i:i + 32], y[i:i + 32]) for i in range(0, 256, 32)]
+    hist = train_hwa(net, batches, 8, config=HWAConfig(eta=0.03, clip_sigma=2.0),
+                     optimizer=torch.optim.Adam(net.parameters(), lr=1e-2))
+    assert hist[-1]["loss"] < 0.5 * hist[0]["loss"]
+    assert hist[-1]["train_accuracy"] > 0.9
+    for _, layer in aimc.analog_layers(net):
+        w = layer.weight.detach()
+        assert float(w.abs().max()) <= 2.0 * float(w.std()) * 1.05
