@@ -130,37 +130,51 @@ def format_table(rows: list[dict], fp32: float) -> str:
             r = by.get((m, t))
             cells.append(f"{label}: {100 * r['mean']:.2f}+-{100 * r['std']:.2f}" if r
                          else f"{label}: -")
-        lines.append(f"{m:>30s}  " + "  ".join(cells))
+        lines.append(f"{m:>34s}  " + "  ".join(cells))
     return "\n".join(lines)
 
 
 def plot(rows: list[dict], fp32: float, path: Path, title: str) -> None:
-    """Accuracy vs time since programming (log axis), bands = std over chips, FP32 line."""
+    """Accuracy vs time since programming (log axis), bands = std over chips, FP32 line.
+
+    Left: the hardware-aware network with each compensation; right (zoomed): the
+    compensated methods and the ablations."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
     timed = [r for r in rows if "t_s" in r]
-    for method in sorted({r["method"] for r in timed}, key=lambda m: (m.count("+"), m)):
-        rs = sorted((r for r in timed if r["method"] == method), key=lambda r: r["t_s"])
-        t = [r["t_s"] for r in rs]
-        m = [100 * r["mean"] for r in rs]
-        s = [100 * r["std"] for r in rs]
-        style = "-" if method.startswith("pcm") else "--"
-        ax.plot(t, m, style, marker="o", ms=3, label=method)
-        ax.fill_between(t, [a - b for a, b in zip(m, s, strict=True)],
-                        [a + b for a, b in zip(m, s, strict=True)], alpha=0.15)
-    ax.axhline(100 * fp32, color="k", ls=":", lw=1.2, label="fp32 (digital)")
-    ax.set_xscale("log")
-    ax.set_xlabel("time since programming (s)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="lower left")
-    ax.grid(alpha=0.3)
+    methods = sorted({r["method"] for r in timed}, key=lambda m: (m.count("+"), m))
+    colors = {m: plt.get_cmap("tab10")(i % 10) for i, m in enumerate(methods)}
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    panels = [(axes[0], [m for m in methods if m.startswith("pcm")], "HWA network on PCM"),
+              (axes[1], [m for m in methods if m != "pcm"], "compensated, and ablations")]
+    for ax, chosen, subtitle in panels:
+        lows = []
+        for method in chosen:
+            rs = sorted((r for r in timed if r["method"] == method), key=lambda r: r["t_s"])
+            t = [r["t_s"] for r in rs]
+            m = [100 * r["mean"] for r in rs]
+            s = [100 * r["std"] for r in rs]
+            lows += [a - b for a, b in zip(m, s, strict=True)]
+            style = "-" if method.startswith("pcm") else "--"
+            ax.plot(t, m, style, marker="o", ms=3, label=method, color=colors[method])
+            ax.fill_between(t, [a - b for a, b in zip(m, s, strict=True)],
+                            [a + b for a, b in zip(m, s, strict=True)], alpha=0.15,
+                            color=colors[method])
+        ax.axhline(100 * fp32, color="k", ls=":", lw=1.2, label="fp32 (digital)")
+        if ax is axes[1] and lows:
+            ax.set_ylim(max(0.0, min(lows) - 2), 100 * fp32 + 2)
+        ax.set_xscale("log")
+        ax.set_xlabel("time since programming (s)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(subtitle, fontsize=10)
+        ax.legend(fontsize=7, loc="lower left")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    fig.savefig(tmp, dpi=110)
     plt.close(fig)
     tmp.replace(path)
 
@@ -197,7 +211,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-images", type=int,
                    help="training images for DAC ranges and AdaBS (default 2000)")
     p.add_argument("--chips", type=int, help="chips of the main study (default 5)")
-    p.add_argument("--ablation-chips", type=int, help="chips of each ablation (default 3)")
+    p.add_argument("--ablation-chips", type=int, help="chips of each ablation (default 5)")
     p.add_argument("--noise", default="gaussian", choices=("gaussian", "pcm"),
                    help="HWA weight-noise kind")
     p.add_argument("--eta", type=float, default=0.04, help="HWA noise std / max|W|")
@@ -210,7 +224,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     full = {"epochs": 3, "train_images": 0, "test_images": 0, "chips": 5,
-            "ablation_chips": 3, "calib_images": 2000}
+            "ablation_chips": 5, "calib_images": 2000}
     for key, value in (QUICK if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -341,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
               "augmentation": "random crop (pad 4), horizontal flip"}
     write_text_atomic(out / "joshi2020_config.json", json.dumps(config, indent=2) + "\n")
     plot(rows, fp32_acc, out / "joshi2020.png",
-         f"ResNet-32, {dataset}, PCM (Joshi 2020 model), {args.chips} chips")
+         f"ResNet-32, {dataset}; PCM model of Joshi et al. 2020; mean +- std over chips")
     command = "aimc reproduce joshi2020 " + " ".join(sys.argv[1:] if argv is None else argv)
     path = write_results(
         out / "joshi2020.json", study="joshi2020", command=command.strip(), dataset=dataset,
