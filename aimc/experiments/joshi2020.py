@@ -134,6 +134,24 @@ def format_table(rows: list[dict], fp32: float) -> str:
     return "\n".join(lines)
 
 
+def markdown_table(rows: list[dict], fp32: float) -> str:
+    """The accuracy table for docs: one line per method, mean +- std (%) per time, and the
+    drop versus the FP32 baseline at 1 day."""
+    timed = [r for r in rows if "t_s" in r]
+    methods = sorted({r["method"] for r in timed}, key=lambda m: (m.count("+"), m))
+    by = {(r["method"], r["t_s"]): r for r in timed}
+    lines = ["| method | chips | " + " | ".join(TIMES) + " | drop at 1 day |",
+             "|---|---|" + "---|" * (len(TIMES) + 1)]
+    for m in methods:
+        cells = [f"{100 * by[m, t]['mean']:.2f} +- {100 * by[m, t]['std']:.2f}"
+                 if (m, t) in by else "-" for t in TIMES.values()]
+        day = by.get((m, TIMES["1 day"]))
+        drop = f"{100 * (fp32 - day['mean']):.2f}" if day else "-"
+        n = max(r["n"] for r in timed if r["method"] == m)
+        lines.append(f"| {m} | {n} | " + " | ".join(cells) + f" | {drop} |")
+    return "\n".join(lines)
+
+
 def plot(rows: list[dict], fp32: float, path: Path, title: str) -> None:
     """Accuracy vs time since programming (log axis), bands = std over chips, FP32 line.
 
@@ -344,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
          "mean": store.get("hwa_digital_accuracy"), "std": 0.0, "n": 1},
     ]
     print(format_table(rows, fp32_acc))
+    print("\n" + markdown_table(rows, fp32_acc))
     e = energy["all-analog"]
     print(f"\nenergy per inference on {e['hardware']}: "
           f"{1e6 * e['energy_per_inference_j']:.2f} uJ, {e['tops_per_w']:.2f} TOP/s/W")
