@@ -8,7 +8,7 @@
 >>> aimc.drift(amodel, 86400); aimc.compensate(amodel, "gdc")
 """
 
-from . import data, devices, energy, functional, models, presets
+from . import compute, data, devices, energy, functional, models, presets, snn, training
 from .config import AnalogConfig, MappingConfig, TileConfig
 from .inference import (
     accuracy,
@@ -35,6 +35,7 @@ __all__ = [
     "analog_layers",
     "calibrate_inputs",
     "compensate",
+    "compute",
     "convert",
     "data",
     "devices",
@@ -45,6 +46,8 @@ __all__ = [
     "models",
     "presets",
     "program",
+    "snn",
     "to_digital",
     "train_hwa",
+    "training",
 ]
