@@ -51,7 +51,7 @@ METHODS = ("fp32", "mixed-precision", "2t2r3t1c", "tiki-taka", "analog-sgd")
 OPTIONS: dict[str, dict[str, Any]] = {
     "analog-sgd": {"bl": 10},
     "mixed-precision": {},
-    "2t2r3t1c": {"transfer_every": 100, "transfer_threshold": 2.7, "keep_residual": True},
+    "2t2r3t1c": {"transfer_every": 1000, "transfer_threshold": 2.7, "keep_residual": True},
     "tiki-taka": {"transfer_every": 1, "columns": 8, "transfer_lr": 1.0},
 }
 
@@ -161,9 +161,10 @@ def train_one(method: str, data: tuple, args: argparse.Namespace, ckpt_dir: Path
         opt.load_state_dict(state["optimizer"])
         record = state["record"]
         log(f"{method}: resumed after epoch {len(record['curve'])}")
+    epochs = args.epochs_for.get(method, args.epochs)
+    record.setdefault("epochs", epochs)
     if record["done"]:
         return record
-    epochs = args.epochs_for.get(method, args.epochs)
     record["epochs"] = epochs
     for epoch in range(len(record["curve"]), epochs):
         for group in opt.param_groups:
