@@ -108,3 +108,15 @@ def test_loader_normalises_and_orders_by_epoch():
     assert not torch.equal(order0, order1) and len(set(order1.tolist())) == 48
     with pytest.raises(ValueError, match="mean and std"):
         CifarLoader(x, y, 16, mean=(0.5,), std=(0.2,))
+
+
+def test_study_names_a_missing_data_dir_and_refuses_other_settings(tmp_path, capsys):
+    from aimc import cli
+    from aimc.experiments import joshi2020
+
+    with pytest.raises(SystemExit, match="nope does not exist.*build.py"):
+        cli.main(["reproduce", "joshi2020", "--data-dir", str(tmp_path / "nope"),
+                  "--out", str(tmp_path / "out"), "--quick"])
+    # the work folder now records the quick settings: a full run there is refused
+    with pytest.raises(SystemExit, match="other settings.*chips"):
+        joshi2020.main(["--data-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "out")])

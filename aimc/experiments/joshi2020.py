@@ -9,7 +9,9 @@ Reproduces the study of Joshi et al., Nat. Commun. 11, 2473 (2020) in simulation
    DAC ranges calibrated on training images, then ``--chips`` independent chips, each
    programmed once and read at 1 s, 1 h, 1 day, 1 month and 1 year, with no
    compensation, global drift compensation (GDC), AdaBS and GDC+AdaBS (batch-norm
-   statistics recomputed from training images through the drifted chip);
+   statistics recomputed from training images through the drifted chip; with
+   ``--adabs-augment`` the images get the training augmentation, as the trained
+   statistics did);
 3. ablations, with GDC and GDC+AdaBS: the FP32-trained network on the same chips, and
    the hardware-aware network with its first and last layers digital;
 4. energy per inference on the 90 nm-era PCM preset (``pcm90nm_joshi2020``).
@@ -234,6 +236,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="HWA weight-noise kind")
     p.add_argument("--eta", type=float, default=0.04, help="HWA noise std / max|W|")
     p.add_argument("--clip-sigma", type=float, default=2.5, help="HWA weight clipping")
+    p.add_argument("--adabs-augment", action="store_true",
+                   help="AdaBS calibration images with the training augmentation (crop+flip)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -249,9 +253,12 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("epochs", "chips", "ablation_chips", "calib_images", "batch"):
         if getattr(args, key) < 1:
             raise SystemExit(f"--{key.replace('_', '-')} must be >= 1")
-    return {k: getattr(args, k) for k in (
+    study = {k: getattr(args, k) for k in (
         "pretrained", "epochs", "lr", "batch", "train_images", "test_images", "calib_images",
         "chips", "ablation_chips", "noise", "eta", "clip_sigma", "seed")}
+    if args.adabs_augment:  # only when set: runs made before the option stay resumable
+        study["adabs_augment"] = True
+    return study
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
                         drop_last=len(y) > args.batch, **norm)
     test = CifarLoader(xt, yt, 500, **norm)
     calib = CifarLoader(xc, yc, 200, **norm)
+    # The same images each call (the loader reseeds per pass), augmented if asked.
+    calib_adabs = CifarLoader(xc, yc, 200, augment=args.adabs_augment, seed=args.seed,
+                              **norm)
     dataset = f"{args.data_label}, {len(y)} train / {len(yt)} test images"
 
     # -- networks ----------------------------------------------------------------------------
@@ -349,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += evaluate_over_time(net, test, list(TIMES.values()), chips=chips,
                                    compensation=methods, seed=args.seed,
                                    device_name=device_name, progress=progress,
-                                   calib_loader=calib, known=known, on_value=save)
+                                   calib_loader=calib_adabs, known=known, on_value=save)
     energy = {"all-analog": energy_summary(nets["hwa"][0]),
               "first-last-digital": energy_summary(nets["digital-ends"][0])}
 
