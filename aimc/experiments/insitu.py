@@ -156,7 +156,7 @@ def train_one(method: str, data: tuple, args: argparse.Namespace, ckpt_dir: Path
     record: dict[str, Any] = {"method": method, "curve": [], "train_time_s": 0.0,
                               "done": False}
     if ckpt.exists():
-        state = torch.load(ckpt, weights_only=False)
+        state = torch.load(ckpt, weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         record = state["record"]
