@@ -103,14 +103,16 @@ def plot(rows: list[dict], fp32: float, path: Path, title: str) -> None:
     tmp.replace(path)
 
 
-def energy_summary(amodel: torch.nn.Module) -> dict:
-    """Energy per inference of the programmed network on the 90 nm-era PCM preset."""
+def energy_summary(amodel: torch.nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)
+                   ) -> dict:
+    """Energy per inference (one sample of ``input_shape``) of the programmed network on the
+    90 nm-era PCM preset (aimc.energy)."""
     import warnings
 
     from ..energy import estimate
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        table = estimate(amodel, "pcm90nm_joshi2020", (1, 28, 28))
+        table = estimate(amodel, "pcm90nm_joshi2020", input_shape)
     t = table.totals
     return {"hardware": "pcm90nm_joshi2020", "energy_per_inference_j": t["energy_j"],
             "tops_per_w": t["tops_per_w"], "latency_s": t["latency_s"],

@@ -34,7 +34,6 @@ import copy
 import json
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,7 @@ from ..data.cifar import IMAGENET_MEAN, IMAGENET_STD, CifarLoader, load_cifar10
 from ..inference import accuracy, calibrate_inputs, evaluate_over_time
 from ..nn import convert, to_digital
 from ..training.hwa import HWAConfig, clip_weights, train_hwa
+from . import demo
 from .results import now_utc, write_results
 
 TIMES = {"1 s": 1.0, "1 h": 3600.0, "1 day": 86_400.0, "1 month": 2_592_000.0,
@@ -201,14 +201,7 @@ def plot(rows: list[dict], fp32: float, path: Path, title: str) -> None:
 
 def energy_summary(amodel: torch.nn.Module) -> dict:
     """Energy per inference (one 3x32x32 image) on the 90 nm-era PCM preset."""
-    from ..energy import estimate
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        table = estimate(amodel, "pcm90nm_joshi2020", (3, 32, 32))
-    t = table.totals
-    return {"hardware": "pcm90nm_joshi2020", "energy_per_inference_j": t["energy_j"],
-            "tops_per_w": t["tops_per_w"], "latency_s": t["latency_s"],
-            "dominant": t["dominant"], "complete": t["complete"]}
+    return demo.energy_summary(amodel, (3, 32, 32))
 
 
 def _parser() -> argparse.ArgumentParser:
