@@ -120,3 +120,19 @@ def test_study_names_a_missing_data_dir_and_refuses_other_settings(tmp_path, cap
     # the work folder now records the quick settings: a full run there is refused
     with pytest.raises(SystemExit, match="other settings.*chips"):
         joshi2020.main(["--data-dir", str(tmp_path / "nope"), "--out", str(tmp_path / "out")])
+
+
+def test_study_table_and_plot_from_rows(tmp_path):
+    from aimc.experiments import joshi2020
+
+    rows = [{"method": m, "metric": "accuracy", "t_s": t, "mean": acc - 0.01 * i, "std": 0.002,
+             "n": 5}
+            for m, acc in (("pcm+gdc", 0.88), ("pcm+adabs", 0.87))
+            for i, t in enumerate(joshi2020.TIMES.values())]
+    table = joshi2020.markdown_table(rows, fp32=0.89)
+    line = next(s for s in table.splitlines() if s.startswith("| pcm+gdc |"))
+    # 1 day is the third time: 0.88 - 0.02 = 0.86, a drop of 3.00 points from 0.89
+    assert line.endswith("| 3.00 |") and "| 5 |" in line
+    joshi2020.plot(rows, 0.89, tmp_path / "j.png", "test")
+    assert (tmp_path / "j.png").stat().st_size > 1000
+    assert not list(tmp_path.glob(".*tmp*"))

@@ -23,6 +23,7 @@ from .. import models, presets
 from ..data import load_mnist_small
 from ..inference import accuracy, calibrate_inputs, evaluate_over_time
 from ..nn import convert
+from . import plots
 from .results import now_utc, write_results
 
 TIMES = {"1 s": 1.0, "1 h": 3600.0, "1 day": 86_400.0, "1 month": 2_592_000.0,
@@ -76,31 +77,12 @@ def format_table(rows: list[dict], fp32: float) -> str:
 
 def plot(rows: list[dict], fp32: float, path: Path, title: str) -> None:
     """Accuracy vs time since programming (log axis), bands = std over chips."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method in sorted({r["method"] for r in rows}):
-        rs = sorted((r for r in rows if r["method"] == method), key=lambda r: r["t_s"])
-        t = [r["t_s"] for r in rs]
-        m = [100 * r["mean"] for r in rs]
-        s = [100 * r["std"] for r in rs]
-        ax.plot(t, m, marker="o", label=method)
-        ax.fill_between(t, [a - b for a, b in zip(m, s, strict=True)],
-                        [a + b for a, b in zip(m, s, strict=True)], alpha=0.2)
-    ax.axhline(100 * fp32, color="k", ls="--", lw=1, label="fp32")
-    ax.set_xscale("log")
-    ax.set_xlabel("time since programming (s)")
-    ax.set_ylabel("test accuracy (%)")
+    fig, ax = plots.pyplot().subplots(figsize=(6, 4))
+    plots.accuracy_vs_time(ax, rows, sorted({r["method"] for r in rows}), fp32)
     ax.set_title(title)
     ax.legend()
-    ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    plots.save_figure(fig, path, dpi=120)
 
 
 def energy_summary(amodel: torch.nn.Module, input_shape: tuple[int, ...] = (1, 28, 28)
