@@ -448,17 +448,15 @@ def edge_int8_45nm() -> DigitalBaseline:
 
 
 def edge_int8_dram_45nm() -> DigitalBaseline:
-    """Edge-class baseline whose weights do not fit on chip: INT8 MACs, DRAM traffic
-    (Horowitz ISSCC 2014: 1.3-2.6 nJ per 64-bit access; the lower end is used)."""
-    return DigitalBaseline(
-        name="edge_int8_dram_45nm", description="Edge-class: INT8 MACs, off-chip DRAM, 45 nm",
-        e_mac=H45_MUL8 + H45_ADD32, e_byte=H45_DRAM_64B / 8, bytes_per_value=1,
-        memory="off-chip DRAM",
-        sources={
-            "e_mac": "[P] Horowitz ISSCC 2014 Fig. 1.1.9: 8-bit mult 0.2 pJ + 32-bit add 0.1 pJ",
-            "e_byte": "[D] Horowitz 2014: DRAM 1.3 nJ per 64-bit access -> 162.5 pJ per byte",
-            "bytes_per_value": "[A] INT8 inference",
-        })
+    """Edge-class baseline whose weights do not fit on chip: the INT8 MACs of
+    :func:`edge_int8_45nm`, weights from DRAM (Horowitz ISSCC 2014: 1.3-2.6 nJ per 64-bit
+    access; the lower end is used)."""
+    edge = edge_int8_45nm()
+    return dataclasses.replace(
+        edge, name="edge_int8_dram_45nm", description="Edge-class: INT8 MACs, off-chip DRAM, 45 nm",
+        e_byte=H45_DRAM_64B / 8, memory="off-chip DRAM",
+        sources={**edge.sources,
+                 "e_byte": "[D] Horowitz 2014: DRAM 1.3 nJ per 64-bit access -> 162.5 pJ per byte"})
 
 
 HARDWARE = {"pcm14nm_legallo2023": pcm14nm_legallo2023, "pcm90nm_joshi2020": pcm90nm_joshi2020}
