@@ -12,6 +12,7 @@ from aimc.devices.pulsed import (
     PulsedPCM,
     SoftBounds,
     make_pulsed_device,
+    program_pair_closed_loop,
     program_set_only,
     pulse_sparse,
     stochastic_round,
@@ -195,3 +196,64 @@ def test_sparse_pulse_equals_dense_where_pulsed_and_is_seeded():
     b = pulse_sparse(noisy, g, n, 1.0, gen(17))
     assert torch.equal(a, b)
     assert not torch.equal(a, pulse_sparse(noisy, g, n, 1.0, gen(18)))
+
+
+@pytest.mark.parametrize("tol", [0.45, 0.3])
+def test_pair_closed_loop_lands_within_tolerance(tol):
+    """Program-and-verify on a SET-only pair: |target - (G+ - G-)| <= tol for almost all
+    pairs (the overshoot of one device is corrected by the other), unbiased, SET only."""
+    dev = PulsedPCM()
+    m = 50_000
+    g_pos = dev.reset(torch.zeros(m), None, gen(20)) + 2.0
+    g_neg = dev.reset(torch.zeros(m), None, gen(21)) + 2.0
+    target = torch.randn(m, generator=gen(22)) * 3
+    d_pos, d_neg = dev.sample_d2d((m,), gen(23)), dev.sample_d2d((m,), gen(24))
+    new_pos, new_neg, n = program_pair_closed_loop(dev, g_pos, g_neg, target, d_pos, d_neg,
+                                                   tol, gen(25))
+    err = target - (new_pos - new_neg)
+    assert float((err.abs() <= tol).float().mean()) > 0.99
+    assert abs(float(err.mean())) < 0.01
+    assert bool((new_pos >= g_pos).all()) and bool((new_neg >= g_neg).all())
+    already = (target - (g_pos - g_neg)).abs() <= tol  # nothing to do: untouched
+    assert bool((n[already] == 0).all()) and bool((n[~already] >= 1).all())
+    with pytest.raises(ValueError, match="tolerance"):
+        program_pair_closed_loop(dev, g_pos, g_neg, target, d_pos, d_neg, -1.0, gen(26))
+
+
+def test_symmetry_point_of_soft_bounds_and_of_a_pcm_pair():
+    """Balanced up/down pulses drive a device with a symmetry point towards it (the decay
+    Tiki-Taka needs in A); an ideal constant-step device only random-walks.
+
+    Soft bounds: an up step is step (1 - g/g_max), a down step step (1 - g/g_min), so a
+    pair of them moves g towards 0 (the reference recursion is computed by hand). A PCM
+    pair A+ - A-: each round one SET pulse on each device; the larger device takes the
+    smaller step (mu falls with G), so the difference follows mu(A+) - mu(A-) < 0 towards
+    0 (reference: the mean-step solution, mean_after)."""
+    m = 20_000
+    sb = SoftBounds(c2c=0.0, d2d=0.0)
+    g = torch.full((m,), 5.0)
+    ref = 5.0
+    for _ in range(50):
+        g = sb.pulse(sb.pulse(g, torch.ones(m)), -torch.ones(m))
+        up = ref + sb.step * (1 - ref / sb.g_max)
+        ref = up - sb.step * (1 - up / sb.g_min)
+    assert float(g.mean()) == pytest.approx(ref, rel=1e-4)
+    assert 0 < ref < 0.5 * 5.0
+    pcm = PulsedPCM()
+    a_pos, a_neg = torch.full((m,), 6.0), torch.full((m,), 1.0)
+    r_pos, r_neg = torch.tensor([6.0]), torch.tensor([1.0])
+    rng = gen(27)
+    for _ in range(25):
+        a_pos = pcm.pulse(a_pos, torch.ones(m), 1.0, rng)
+        a_neg = pcm.pulse(a_neg, torch.ones(m), 1.0, rng)
+        r_pos = pcm.mean_after(r_pos, torch.ones(1))
+        r_neg = pcm.mean_after(r_neg, torch.ones(1))
+    diff = float((a_pos - a_neg).mean())
+    ref_diff = float(r_pos - r_neg)
+    assert ref_diff < 0.5 * 5.0 and ref_diff > 0       # decays, does not cross 0
+    assert diff == pytest.approx(ref_diff, abs=0.1)     # c2c noise: small Jensen bias
+    flat = ConstantStep(step=0.1, g_min=-20, g_max=20)
+    c = torch.full((m,), 5.0)
+    for _ in range(50):
+        c = flat.pulse(flat.pulse(c, torch.ones(m)), -torch.ones(m))
+    assert torch.allclose(c, torch.full((m,), 5.0), atol=1e-4)

@@ -426,3 +426,39 @@ def program_set_only(device: PulsedPCM, g: Tensor, target: Tensor, d2d: Tensor |
     last = (torch.rand(g.shape, generator=generator) < frac).to(g.dtype)
     g = pulse_sparse(device, g, last, d2d, generator)
     return g, total + last
+
+
+def program_pair_closed_loop(device: PulsedPCM, g_pos: Tensor, g_neg: Tensor, target: Tensor,
+                             d2d_pos: Tensor | float, d2d_neg: Tensor | float,
+                             tolerance: float, generator: torch.Generator | None = None,
+                             max_iter: int = 8) -> tuple[Tensor, Tensor, Tensor]:
+    """Closed-loop programming of a SET-only differential pair G+ - G- towards ``target``.
+
+    Program-and-verify with a tolerance, as in the transfer of Ambrogio et al. 2018 (the
+    PCM pair is tuned until the weight it holds is within a tolerance of the target):
+    each round reads e = target - (G+ - G-); where e > ``tolerance`` it applies
+    max(1, floor(e / mu(G+))) SET pulses to G+, where e < -``tolerance``
+    max(1, floor(-e / mu(G-))) to G-, mu the nominal mean step (the controller does not
+    know a device's own step factor: the verify read corrects for it). An overshoot is
+    corrected by the other device, so the result lands within the tolerance unless
+    ``max_iter`` rounds run out (large single-pulse steps, tolerance below one step).
+    Devices already within the tolerance get no pulse. With ``tolerance`` = half a
+    mean step the pair is rounded to the nearest step. Returns (G+, G-, pulses per pair).
+    """
+    if not (isinstance(tolerance, (int, float)) and tolerance >= 0):
+        raise ValueError(f"tolerance must be a number >= 0 (uS), got {tolerance!r}")
+    total = torch.zeros_like(g_pos)
+    for _ in range(max_iter):
+        err = target - (g_pos - g_neg)
+        up = err > tolerance
+        down = err < -tolerance
+        if not bool((up | down).any()):
+            break
+        n_pos = torch.where(up, torch.floor(err / device.mean_step(g_pos).clamp_min(1e-6))
+                            .clamp_min(1.0), torch.zeros_like(err))
+        n_neg = torch.where(down, torch.floor(-err / device.mean_step(g_neg).clamp_min(1e-6))
+                            .clamp_min(1.0), torch.zeros_like(err))
+        g_pos = pulse_sparse(device, g_pos, n_pos, d2d_pos, generator)
+        g_neg = pulse_sparse(device, g_neg, n_neg, d2d_neg, generator)
+        total = total + n_pos + n_neg
+    return g_pos, g_neg, total

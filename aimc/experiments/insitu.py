@@ -22,6 +22,7 @@ import argparse
 import json
 import math
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,7 @@ import torch
 from torch import nn
 
 from ..config import write_text_atomic
+from ..devices.pulsed import make_pulsed_device
 from ..nn.layers import mix_seed
 from ..training.insitu import (
     ALGORITHMS,
@@ -51,9 +53,20 @@ METHODS = ("fp32", "mixed-precision", "2t2r3t1c", "tiki-taka", "analog-sgd")
 OPTIONS: dict[str, dict[str, Any]] = {
     "analog-sgd": {"bl": 10},
     "mixed-precision": {},
-    "2t2r3t1c": {"transfer_every": 1000, "transfer_threshold": 2.7, "keep_residual": True},
-    "tiki-taka": {"transfer_every": 1, "columns": 8, "transfer_lr": 1.0},
+    "2t2r3t1c": {"transfer_every": 8000, "tolerance": 0.5, "residual": "keep"},
+    "tiki-taka": {"transfer_every": 1, "columns": 32, "transfer_lr": 0.5, "fast_range": 0.1},
 }
+
+
+def _build_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Optimizer options from JSON: a device given as {"name": ..., fields...} (keys
+    ``device``, ``capacitor``, ``fast``) is built from :data:`PULSED_DEVICES`."""
+    out = dict(options)
+    for key in ("device", "capacitor", "fast"):
+        if isinstance(out.get(key), dict):
+            spec = dict(out[key])
+            out[key] = make_pulsed_device(spec.pop("name"), **spec)
+    return out
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -150,7 +163,8 @@ def train_one(method: str, data: tuple, args: argparse.Namespace, ckpt_dir: Path
     analog = method != "fp32"
     model = insitu_mlp(config=InSituConfig(), analog=analog)
     if analog:
-        opt = make_optimizer(method, model, args.lr, seed=args.seed, **OPTIONS[method])
+        opt = make_optimizer(method, model, args.lr, seed=args.seed,
+                             **_build_options(args.options.get(method, {})))
     else:
         opt = torch.optim.SGD(model.parameters(), lr=args.lr)
     record: dict[str, Any] = {"method": method, "curve": [], "train_time_s": 0.0,
@@ -248,9 +262,9 @@ def _plot(records: dict[str, dict], path: Path) -> None:
 
 
 def _table(records: dict[str, dict]) -> str:
-    lines = ["| method | epochs | after training | 1 h | 1 h + GDC | 1 day | 1 day + GDC | "
-             "pulses | volatile pulses | transfers | refreshes | train time (s) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| method | epochs | after training | PCM only, t = 0 | 1 h | 1 h + GDC | 1 day | "
+             "1 day + GDC | pulses | volatile pulses | transfers | refreshes | train time (s) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for method, rec in records.items():
         rows = {(r["method"], r["t_s"]): r for r in rec["drift_rows"]}
         base = "fp32+pcm" if method == "fp32" else method
@@ -262,13 +276,50 @@ def _table(records: dict[str, dict]) -> str:
         stats = rec.get("stats", {})
         lines.append(
             f"| {method} | {rec.get('epochs', '-')} | {100 * rec['final_accuracy']:.2f} | "
-            f"{cell(base, 3600.0)} | "
+            f"{cell(base, 0.0)} | {cell(base, 3600.0)} | "
             f"{cell(base + '+gdc', 3600.0)} | {cell(base, 86400.0)} | "
             f"{cell(base + '+gdc', 86400.0)} | {stats.get('pulses', '-')} | "
             f"{stats.get('volatile_pulses', '-')} | "
             f"{stats.get('transfers', '-')} | {stats.get('refreshes', '-')} | "
             f"{rec['train_time_s']:.0f} |")
     return "\n".join(lines) + "\n"
+
+
+# Relative cost of one epoch per method (measured steps on 2 cores), to balance --jobs.
+_COST = {"fp32": 1.0, "mixed-precision": 6.0, "2t2r3t1c": 6.0, "analog-sgd": 8.0,
+         "tiki-taka": 12.0}
+
+
+def _train_in_processes(methods: list[str], args: argparse.Namespace, out: Path, log) -> None:
+    """Train ``methods`` in ``args.jobs`` child processes of this study (longest first onto
+    the least loaded process); each writes its checkpoints into ``out/checkpoints``."""
+    groups: list[list[str]] = [[] for _ in range(min(args.jobs, len(methods)))]
+    load = [0.0] * len(groups)
+    for m in sorted(methods, key=lambda m: -_COST.get(m, 6.0) * args.epochs_for.get(
+            m, args.epochs)):
+        i = load.index(min(load))
+        groups[i].append(m)
+        load[i] += _COST.get(m, 6.0) * args.epochs_for.get(m, args.epochs)
+    common = ["--out", str(out), "--epochs", str(args.epochs), "--batch", str(args.batch),
+              "--lr", str(args.lr), "--chips", str(args.chips), "--seed", str(args.seed),
+              "--subset", str(args.subset), "--no-progress",
+              "--threads", str(max(1, args.threads // len(groups)))]
+    if args.data_dir:
+        common += ["--data-dir", str(args.data_dir)]
+    if args.quick:
+        common.append("--quick")
+    if args.epochs_for:
+        common += ["--epochs-for", ",".join(f"{k}={v}" for k, v in args.epochs_for.items())]
+    if args.options_json:
+        common += ["--options", args.options_json]
+    procs = []
+    for group in groups:
+        log(f"training {', '.join(group)} in a child process")
+        procs.append(subprocess.Popen([sys.executable, "-m", "aimc.experiments.insitu",
+                                       "--methods", ",".join(group), *common]))
+    codes = [proc.wait() for proc in procs]
+    if any(codes):
+        raise RuntimeError(f"a training process failed (exit codes {codes})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,6 +346,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="use only the first N training and N/3 test images (0 = all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--options", default="",
+                   help="JSON object of per-method optimizer options overriding the study's, "
+                        "e.g. '{\"tiki-taka\": {\"columns\": 16}}' (devices as "
+                        "{\"name\": \"capacitor\", \"step\": 0.01})")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="train the methods in this many processes at once (threads are split "
+                        "between them); results are gathered from their checkpoints")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -309,6 +367,15 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         p.error("--epochs-for takes METHOD=N pairs separated by commas")
     args.chips = args.chips if args.chips is not None else (1 if args.quick else 3)
+    try:
+        extra = json.loads(args.options) if args.options else {}
+        if not isinstance(extra, dict):
+            raise ValueError
+    except ValueError:
+        p.error("--options takes a JSON object: {\"METHOD\": {\"option\": value}}")
+    args.options_json = args.options
+    args.options = {m: {**OPTIONS.get(m, {}), **extra.get(m, {})} for m in
+                    set(OPTIONS) | set(extra)}
     data_dir = args.data_dir
     if data_dir is None and not args.quick and DEFAULT_DATA.resolve().is_dir():
         data_dir = str(DEFAULT_DATA.resolve())
@@ -336,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     config = {"methods": methods, "epochs": args.epochs, "epochs_for": args.epochs_for,
               "batch": args.batch, "lr": args.lr,
               "lr_schedule": "x0.5 at 50% and 75% of the epochs", "seed": args.seed,
-              "chips": args.chips, "times_s": list(TIMES), "options": OPTIONS,
+              "chips": args.chips, "times_s": list(TIMES), "options": args.options,
               "network": "784-250-125-10, ReLU", "insitu_config": {
                   "tile": vars(InSituConfig().tile),
                   **{k: v for k, v in vars(InSituConfig()).items() if k != "tile"}}}
@@ -346,6 +413,10 @@ def main(argv: list[str] | None = None) -> int:
         print(msg, flush=True)
 
     started, t0 = now_utc(), time.perf_counter()
+    if args.jobs > 1 and len(methods) > 1:
+        _train_in_processes(methods, args, out, log)
+        # the children wrote their own (partial) config: write the whole study's again
+        write_text_atomic(out / "insitu_config.json", json.dumps(config, indent=2) + "\n")
     records = {m: train_one(m, data, args, ckpt_dir, log) for m in methods}
     rows = []
     for method, rec in records.items():

@@ -46,6 +46,7 @@ from ..devices.pulsed import (
     Capacitor,
     PulsedPCM,
     SoftBounds,
+    program_pair_closed_loop,
     program_set_only,
     pulse_sparse,
     stochastic_round,
@@ -247,6 +248,9 @@ class PCMPair:
     def __init__(self, device: PulsedPCM, prefix: str = "g_") -> None:
         self.device = device
         self.prefix = prefix
+        # Read-noise std of each layer's pair, kept while its conductances are unchanged
+        # (same tensors, same in-place version): most steps pulse no PCM device at all.
+        self._noise_cache: dict[int, dict[str, Any]] = {}
 
     def tensors(self, layer: nn.Module) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         p = self.prefix
@@ -274,13 +278,31 @@ class PCMPair:
 
     def weight(self, layer: InSituLinear, read: bool = False, pcm: PCM | None = None,
                generator: torch.Generator | None = None) -> Tensor:
-        """(G+ - G-) w_range / g_span; ``read`` adds PCM read noise (one device read)."""
+        """(G+ - G-) w_range / g_span; ``read`` adds PCM read noise (one read of each device).
+
+        The two devices' 1/f noises (pcm-model.md sec. 4, t = 0) are independent Gaussians,
+        so their difference is drawn as one Gaussian of variance
+        (G+ sigma(G+))^2 + (G- sigma(G-))^2. (The per-device clamp at 0 of
+        :func:`pair_read_noise` is dropped: sigma <= 0.2, so it would act below -5 std.)
+        """
         g_pos, g_neg, _, _ = self.tensors(layer)
-        if read and pcm is not None:
-            scale = layer.insitu_config.read_noise_scale
-            g_pos = pair_read_noise(g_pos, pcm, scale, generator)
-            g_neg = pair_read_noise(g_neg, pcm, scale, generator)
-        return (g_pos - g_neg) * self.unit(layer)
+        diff = g_pos - g_neg
+        scale = layer.insitu_config.read_noise_scale
+        if read and pcm is not None and scale:
+            # The std is kept while the pair's tensors are unchanged (same objects, same
+            # in-place version): in most steps of 2T2R+3T1C no PCM device is pulsed.
+            c = self._noise_cache.get(id(layer))
+            if not (c is not None and c["pos"] is g_pos and c["neg"] is g_neg
+                    and c["version"] == (g_pos._version, g_neg._version)
+                    and c["key"] == (id(pcm), float(scale))):
+                std = ((g_pos * pcm.read_noise_std(g_pos, 0.0)).square()
+                       + (g_neg * pcm.read_noise_std(g_neg, 0.0)).square()).sqrt() * scale
+                c = {"pos": g_pos, "neg": g_neg, "version": (g_pos._version, g_neg._version),
+                     "key": (id(pcm), float(scale)), "std": std}
+                self._noise_cache[id(layer)] = c
+            std = c["std"]
+            diff = diff + std * torch.randn(diff.shape, generator=generator)
+        return diff * self.unit(layer)
 
     def pulse(self, layer: InSituLinear, n_pos: Tensor, n_neg: Tensor,
               gen: torch.Generator) -> int:
@@ -305,6 +327,17 @@ class PCMPair:
         _set_buffer(layer, p + "pos", new_pos)
         _set_buffer(layer, p + "neg", new_neg)
         return int(n_pos.sum().item() + n_neg.sum().item())
+
+    def program_closed_loop(self, layer: InSituLinear, target: Tensor, tolerance: float,
+                            gen: torch.Generator) -> Tensor:
+        """Tune G+ - G- to ``target`` (uS) within ``tolerance`` with SET pulses on either
+        device (:func:`aimc.devices.pulsed.program_pair_closed_loop`); pulses per pair."""
+        g_pos, g_neg, d_pos, d_neg = self.tensors(layer)
+        new_pos, new_neg, n = program_pair_closed_loop(self.device, g_pos, g_neg, target,
+                                                       d_pos, d_neg, tolerance, gen)
+        _set_buffer(layer, self.prefix + "pos", new_pos)
+        _set_buffer(layer, self.prefix + "neg", new_neg)
+        return n
 
     def refresh(self, layer: InSituLinear, threshold: float, gen: torch.Generator
                 ) -> tuple[int, int]:
@@ -584,32 +617,48 @@ class MultiConductance(InSituOptimizer):
     by a group of ``group`` columns (outputs) of each row; p = +-1 is the polarity.
     Every update goes to the capacitors (linear, near-symmetric pulses; the charge leaks
     with ``Capacitor.leak_tau`` over ``image_time`` s per image). Every ``transfer_every``
-    images each weight whose |g - g_shared| >= ``transfer_threshold`` is moved into the
-    PCM pair by closed-loop SET programming (the PCM pair is refreshed when a device
-    passes ``refresh_threshold``), its capacitor is reset to g_shared, and the polarity of
-    all capacitors is inverted (g -> 2 g_shared - g, p -> -p: W unchanged), so that the
-    charge/discharge mismatch of the capacitor cancels on average.
+    images (8,000 in the paper) the weight is moved into the PCM pair: the pair is tuned
+    closed-loop towards W / F (program and verify, SET pulses on G+ or G-, see
+    :func:`aimc.devices.pulsed.program_pair_closed_loop`) until it is within
+    ``tolerance`` PCM steps of it; pairs with a device above ``refresh_threshold`` are
+    RESET and reprogrammed; then the polarity of all capacitors is inverted
+    (g -> 2 g_shared - g, p -> -p: W unchanged), so that the charge/discharge mismatch of
+    the capacitor cancels over successive transfer intervals.
 
-    ``keep_residual=True`` closes the loop on the whole weight: after programming, the
-    verify read of the pair gives what the PCM missed of F (G+ - G-) + p (g - g_shared),
-    and that residual is written back onto the capacitor instead of being lost, so a
-    transfer changes W only by the capacitor's write precision. (The paper resets g to
-    g_shared; with our coarse SET-pulse PCM model that reset throws away up to one
-    PCM step per transfer, see docs/insitu.md.)
+    What g holds after a transfer (``residual``):
+
+    - ``"keep"``: the verify read of the pair gives what the PCM missed of W, and g is
+      set to that residual (within its range), so a transfer changes W only by the
+      capacitor's write precision. This is how the paper's transfer uses g to correct
+      the PCM programming error (Extended Data Fig. 9: the PCM target is W minus an
+      offset, and the 3T1C devices correct the residual error);
+    - ``"reset"``: g of each programmed weight is reset to g_shared and the PCM error
+      stays in W, for subsequent training to correct.
+
+    ``tolerance=None`` selects the older one-sided transfer: only G+ or G- is raised by
+    p (g - g_shared) / F with stochastic rounding of the last pulse
+    (:func:`aimc.devices.pulsed.program_set_only`), for weights with
+    |g - g_shared| >= ``transfer_threshold``.
     """
 
     name = "2t2r3t1c"
 
     def __init__(self, model: nn.Module, lr: float, device: PulsedPCM | None = None,
                  capacitor: Capacitor | None = None, gain: float = 3.0, group: int = 128,
-                 transfer_every: int = 1000, transfer_threshold: float = 0.0,
+                 transfer_every: int = 8000, tolerance: float | None = 0.5,
+                 residual: str = "keep", final_tolerance: float = 0.3,
+                 transfer_threshold: float = 0.0,
                  image_time: float = 1e-5, refresh_threshold: float = 12.0,
-                 g_shared_spread: float = 0.01, keep_residual: bool = False, seed: int = 0,
+                 g_shared_spread: float = 0.01, seed: int = 0,
                  pcm: PCM | None = None) -> None:
         self.pair = PCMPair(device if device is not None else PulsedPCM())
         self.cap = capacitor if capacitor is not None else Capacitor()
         checks = {"gain": gain > 0, "group": isinstance(group, int) and group >= 1,
                   "transfer_every": isinstance(transfer_every, int) and transfer_every >= 1,
+                  "tolerance": tolerance is None or (isinstance(tolerance, (int, float))
+                                                     and 0 <= tolerance <= 10),
+                  "residual": residual in ("keep", "reset"),
+                  "final_tolerance": 0 < final_tolerance <= 10,
                   "transfer_threshold": transfer_threshold >= 0, "image_time": image_time >= 0,
                   "refresh_threshold": 0 < refresh_threshold <= self.pair.device.g_max,
                   "g_shared_spread": g_shared_spread >= 0}
@@ -619,9 +668,10 @@ class MultiConductance(InSituOptimizer):
                                  f"{locals()[key]!r}")
         self.gain, self.group = float(gain), group
         self.transfer_every, self.transfer_threshold = transfer_every, transfer_threshold
+        self.tolerance, self.residual = tolerance, residual
+        self.final_tolerance = final_tolerance
         self.image_time, self.refresh_threshold = image_time, refresh_threshold
         self.g_shared_spread = g_shared_spread
-        self.keep_residual = bool(keep_residual)
         self._images = 0
         super().__init__(model, lr, seed, pcm)
 
@@ -676,22 +726,34 @@ class MultiConductance(InSituOptimizer):
 
     @torch.no_grad()
     def transfer(self, layer: InSituLinear, threshold: float | None = None) -> None:
-        """Move p (g - g_shared) into the PCM pair (closed loop), reset g, invert polarity."""
+        """Move the weight into the PCM pair (closed loop), set g to the residual or reset
+        it, refresh saturated pairs, invert the polarity."""
         thr = self.transfer_threshold if threshold is None else threshold
         low = self.low(layer)
-        total = self.gain * (layer.g_pos - layer.g_neg) + low  # uS-equivalent
+        pair = layer.g_pos - layer.g_neg
+        total = self.gain * pair + low  # W in uS-equivalent, before the transfer
         mask = (low.abs() >= thr) & (low != 0)
-        if bool(mask.any()):
-            self.counters["pulses"] += self.pair.program_difference(
-                layer, low / self.gain, self.gen, mask.float())
-            layer.cap = torch.where(mask, self.shared(layer), layer.cap)
-            self.counters["transfers"] += int(mask.sum())
+        if self.tolerance is None:
+            moved = mask
+            if bool(mask.any()):
+                self.counters["pulses"] += self.pair.program_difference(
+                    layer, low / self.gain, self.gen, mask.float())
+        else:
+            tol = self.tolerance * self.pair.device.mean_step(
+                torch.tensor(self.pair.device.g_reset)).item()
+            target = torch.where(mask, total / self.gain, pair)
+            n = self.pair.program_closed_loop(layer, target, tol, self.gen)
+            moved = n > 0
+            self.counters["pulses"] += int(n.sum())
+        self.counters["transfers"] += int(moved.sum())
+        if self.residual == "reset":
+            layer.cap = torch.where(moved, self.shared(layer), layer.cap)
         count, pulses = self.pair.refresh(layer, self.refresh_threshold, self.gen)
         self.counters["refreshes"] += count
         self.counters["pulses"] += pulses
-        if self.keep_residual:
+        if self.residual == "keep":
             # Verify read after programming: what the PCM pair missed of the total weight
-            # is written back onto the capacitor (within its range).
+            # is written onto the capacitor (within its range).
             residual = total - self.gain * (layer.g_pos - layer.g_neg)
             layer.cap = (self.shared(layer) + layer.polarity * residual).clamp(
                 self.cap.g_min, self.cap.g_max)
@@ -708,11 +770,20 @@ class MultiConductance(InSituOptimizer):
         self.invert_polarity_of(layer, self.shared(layer))
 
     def finalize(self) -> None:
-        """Transfer every capacitor into PCM (they are volatile) and re-read the weights."""
-        with torch.no_grad():
-            for layer in self.layers:
-                self.transfer(layer, threshold=0.0)
-                self._reread(layer)
+        """End of training: a last transfer of every weight into PCM, closed-loop to
+        ``final_tolerance`` PCM steps (the capacitors are volatile: what is to last must be
+        in the PCM pairs, which :meth:`drifted_weights` reads). With ``residual="keep"``
+        the capacitors still hold the (small) residual, so the cell's W is unchanged."""
+        saved = self.tolerance
+        if saved is not None:
+            self.tolerance = min(saved, self.final_tolerance)
+        try:
+            with torch.no_grad():
+                for layer in self.layers:
+                    self.transfer(layer, threshold=0.0)
+                    self._reread(layer)
+        finally:
+            self.tolerance = saved
 
     def state_dict(self):
         state = super().state_dict()
@@ -727,72 +798,122 @@ class MultiConductance(InSituOptimizer):
 class TikiTaka(InSituOptimizer):
     """Tiki-Taka (Gokmen & Haensch, Front. Neurosci. 14, 103 (2020)).
 
-    The gradient goes by pulse coincidence onto a fast array A of bidirectional,
-    asymmetric devices (:class:`aimc.devices.pulsed.SoftBounds` by default: their symmetry
-    point at 0 turns the asymmetry into a decay of A towards 0 instead of a bias);
-    every ``transfer_every`` steps ``columns`` columns of A are read (a forward read
-    with one-hot inputs, through output noise and ADC) and added, times
-    ``transfer_lr``, to the slow array C, a PCM pair, as stochastically rounded SET
-    pulses. The network weight is W = C + gamma A (gamma = 0 by default, as in aihwkit's
-    transfer compound); C is refreshed like a mixed-precision pair.
+    The gradient goes by pulse coincidence onto a fast array A; every ``transfer_every``
+    steps the next ``columns`` columns of A are read (a forward read with one-hot inputs,
+    through output noise and ADC) and added, times ``transfer_lr`` x (lr / initial lr), to
+    the slow array C, a PCM pair, as stochastically rounded SET pulses (G+ to raise C,
+    G- to lower it). A is not reset after a read. The network weight is W = C + gamma A
+    (gamma = 0 by default, as in aihwkit's transfer compound); C's pairs are refreshed
+    like mixed-precision pairs.
+
+    Why it tolerates asymmetric devices: A needs a *symmetry point*, a state where up and
+    down steps are equal, placed at A = 0. Around it, the device's asymmetry acts as a
+    decay of A towards 0 instead of a bias, so A holds a leaky average of recent
+    gradients, and C integrates A. Two choices of A:
+
+    - ``fast`` = :class:`aimc.devices.pulsed.SoftBounds` (default): steps shrink linearly
+      towards each bound, symmetry point at 0 (the device of the paper, zero-shifted);
+    - ``fast`` = :class:`aimc.devices.pulsed.PulsedPCM`: A is itself a PCM pair,
+      A ~ A+ - A-. Each device is SET-only, but the pair has a symmetry point: with equal
+      numbers of up (A+) and down (A-) pulses the larger device takes the smaller steps
+      (mu(G) falls with G), so A+ - A- decays towards 0 while both devices climb; they are
+      RESET together (A's content is lost, it is only a running average) when one passes
+      ``fast_reset``.
+
+    A's full scale (its ``g_max``, or ``g_span`` for a PCM pair) is ``fast_range`` x w_range
+    in weight units: a small A makes its content large against the read noise of a
+    transfer (0.06 of full scale); ``transfer_lr`` then sets how fast C follows.
     """
 
     name = "tiki-taka"
 
-    def __init__(self, model: nn.Module, lr: float, fast: SoftBounds | None = None,
+    def __init__(self, model: nn.Module, lr: float, fast: SoftBounds | PulsedPCM | None = None,
                  device: PulsedPCM | None = None, bl: int = 10, transfer_every: int = 1,
-                 columns: int = 8, transfer_lr: float = 1.0, gamma: float = 0.0,
-                 refresh_every: int = 100, refresh_threshold: float = 12.0, seed: int = 0,
-                 pcm: PCM | None = None) -> None:
+                 columns: int = 1, transfer_lr: float = 0.1, fast_range: float = 1.0,
+                 gamma: float = 0.0, fast_reset: float = 12.0, refresh_every: int = 100,
+                 refresh_threshold: float = 12.0, seed: int = 0, pcm: PCM | None = None
+                 ) -> None:
         self.fast = fast if fast is not None else SoftBounds()
+        self.fast_pair = PCMPair(self.fast, prefix="a_") if isinstance(self.fast, PulsedPCM) \
+            else None
         self.pair = PCMPair(device if device is not None else PulsedPCM(), prefix="c_")
         checks = {"bl": isinstance(bl, int) and bl >= 1,
                   "transfer_every": isinstance(transfer_every, int) and transfer_every >= 1,
                   "columns": isinstance(columns, int) and columns >= 1,
-                  "transfer_lr": transfer_lr > 0, "gamma": gamma >= 0,
+                  "transfer_lr": transfer_lr > 0, "fast_range": fast_range > 0,
+                  "gamma": gamma >= 0, "fast_reset": 0 < fast_reset <= 1e3,
                   "refresh_every": isinstance(refresh_every, int) and refresh_every >= 0}
         for key, ok in checks.items():
             if not ok:
                 raise ValueError(f"TikiTaka.{key} is out of range: {locals()[key]!r}")
         self.bl, self.transfer_every, self.columns = bl, transfer_every, columns
-        self.transfer_lr, self.gamma = transfer_lr, gamma
+        self.transfer_lr, self.fast_range, self.gamma = transfer_lr, fast_range, gamma
+        self.fast_reset = fast_reset
         self.refresh_every, self.refresh_threshold = refresh_every, refresh_threshold
         super().__init__(model, lr, seed, pcm)
 
+    def a_full_scale(self, layer: InSituLinear) -> float:
+        """A's full scale in uS(-equivalent): g_max of a soft-bounds A, g_span of a pair."""
+        return layer.insitu_config.g_span if self.fast_pair else self.fast.g_max
+
     def unit_a(self, layer: InSituLinear) -> float:
-        """Weight units per uS-equivalent of A (A's full scale g_max is w_range)."""
-        return layer.w_range / self.fast.g_max
+        """Weight units per uS-equivalent of A (A's full scale is fast_range x w_range)."""
+        return self.fast_range * layer.w_range / self.a_full_scale(layer)
+
+    def a_state(self, layer: InSituLinear) -> Tensor:
+        """A in uS-equivalent (A+ - A- for a PCM pair)."""
+        return layer.a_pos - layer.a_neg if self.fast_pair else layer.a
 
     def init_layer(self, layer, w):
-        _set_buffer(layer, "a", torch.zeros_like(w))
-        _set_buffer(layer, "a_d2d", self.fast.sample_d2d(tuple(w.shape), self.gen))
+        if self.fast_pair:
+            shape = tuple(w.shape)
+            for side in ("pos", "neg"):
+                _set_buffer(layer, "a_" + side, self.fast.reset(torch.zeros(shape), None,
+                                                                self.gen))
+                _set_buffer(layer, "a_d2d_" + side, self.fast.sample_d2d(shape, self.gen))
+        else:
+            _set_buffer(layer, "a", torch.zeros_like(w))
+            _set_buffer(layer, "a_d2d", self.fast.sample_d2d(tuple(w.shape), self.gen))
         self.state[layer.weight]["next_column"] = torch.tensor(0)
         return self.pair.init(layer, w, self.gen)
 
     def device_weight(self, layer, read):
         w = self.pair.weight(layer, read, self.pcm, self.gen)
-        return w + self.gamma * layer.a * self.unit_a(layer) if self.gamma else w
+        return w + self.gamma * self.a_state(layer) * self.unit_a(layer) if self.gamma else w
 
     def pcm_devices(self, layer):
         return [self.pair.pcm_devices(layer)]
 
     def update_layer(self, layer, lr):
-        eps = self.fast.step * self.unit_a(layer)
+        if self.fast_pair:
+            eps = float(self.fast.mean_step(torch.tensor(self.fast.g_reset))) * self.unit_a(layer)
+        else:
+            eps = self.fast.step * self.unit_a(layer)
         up, down = pulse_coincidence(layer.last_x, layer.last_d, lr, eps, self.bl, self.gen)
-        layer.a = pulse_sparse(self.fast, layer.a, up, layer.a_d2d, self.gen)
-        layer.a = pulse_sparse(self.fast, layer.a, -down, layer.a_d2d, self.gen)
+        if self.fast_pair:
+            self.fast_pair.pulse(layer, up, down, self.gen)
+            full = torch.maximum(layer.a_pos, layer.a_neg) > self.fast_reset
+            if bool(full.any()):
+                for side in ("pos", "neg"):
+                    _set_buffer(layer, "a_" + side,
+                                self.fast.reset(getattr(layer, "a_" + side), full, self.gen))
+                self.counters["fast_resets"] = (self.counters.get("fast_resets", 0)
+                                                + int(full.sum()))
+        else:
+            layer.a = pulse_sparse(self.fast, layer.a, up, layer.a_d2d, self.gen)
+            layer.a = pulse_sparse(self.fast, layer.a, -down, layer.a_d2d, self.gen)
         self.counters["volatile_pulses"] += int(up.sum() + down.sum())
         steps = self.counters["steps"] + 1
         if steps % self.transfer_every == 0:
-            self.transfer(layer)
+            self.transfer(layer, lr / self.defaults["lr"])
         if self.refresh_every and steps % self.refresh_every == 0:
             count, pulses = self.pair.refresh(layer, self.refresh_threshold, self.gen)
             self.counters["refreshes"] += count
             self.counters["pulses"] += pulses
 
     @torch.no_grad()
-    def transfer(self, layer: InSituLinear) -> None:
-        """Read the next ``columns`` columns of A and add transfer_lr x them to C."""
+    def transfer(self, layer: InSituLinear, lr_factor: float = 1.0) -> None:
+        """Read the next ``columns`` columns of A and add transfer_lr x lr_factor x them to C."""
         st = self.state[layer.weight]
         start = int(st["next_column"])
         cols = [(start + k) % layer.in_features for k in range(self.columns)]
@@ -800,15 +921,17 @@ class TikiTaka(InSituOptimizer):
         tile = layer.insitu_config.tile
         # One-hot inputs e_i read column i of A: the tile output is A[:, i] (normalised to
         # A's full scale), then output noise and ADC as in every read.
-        partial = (layer.a[:, cols] / self.fast.g_max).t().reshape(len(cols), 1, 1, -1, 1)
+        a = self.a_state(layer)
+        partial = (a[:, cols] / self.a_full_scale(layer)).t().reshape(len(cols), 1, 1, -1, 1)
         w_scale = torch.ones((1, 1, layer.out_features))
         read = ft.periphery(partial, w_scale, 1.0, out_noise=tile.out_noise,
                             out_bound=tile.out_bound, adc_bits=tile.adc_bits,
                             generator=self.gen).reshape(len(cols), -1).t()
-        delta = self.transfer_lr * read * layer.w_range  # weight units, (out, k)
+        # weight units, (out, k)
+        delta = self.transfer_lr * lr_factor * read * self.fast_range * layer.w_range
         n = stochastic_round(delta.abs() / self.pair.granularity(layer), self.gen)
-        n_pos = torch.zeros_like(layer.a)
-        n_neg = torch.zeros_like(layer.a)
+        n_pos = torch.zeros_like(layer.weight)
+        n_neg = torch.zeros_like(layer.weight)
         n_pos[:, cols] = torch.where(delta > 0, n, torch.zeros_like(n))
         n_neg[:, cols] = torch.where(delta < 0, n, torch.zeros_like(n))
         self.counters["pulses"] += self.pair.pulse(layer, n_pos, n_neg, self.gen)
