@@ -334,3 +334,93 @@ def test_diehl_cook_state_dict_resumes_bit_exact(tmp_path):
     net.train_batch(x[2:])
     twin.train_batch(x[2:])
     assert torch.equal(net.syn.g, twin.syn.g) and torch.equal(net.theta, twin.theta)
+
+
+@pytest.mark.parametrize("exclusive", [False, True])
+def test_diehl_cook_exclusive_gives_each_neuron_one_image_per_batch(exclusive):
+    # 8 copies of one image: with shared weights the same neurons win every copy,
+    # unless each neuron is claimed by the first image it fires for
+    x = torch.zeros(8, 784)
+    x[:, 100:500] = 1.0
+    cfg = DiehlCookConfig(neurons=40, time_steps=150, batch=8, exclusive=exclusive, seed=1)
+    net = DiehlCookNet(cfg)
+    w = net.syn.read(net.t)
+    theta0 = net.theta.clone()
+    dw = torch.zeros_like(w)
+    counts = net.run(x, w, torch.ones(8), dw)
+    images_per_neuron = (counts > 0).sum(0)
+    assert counts.sum() > 20
+    if exclusive:
+        assert int(images_per_neuron.max()) == 1
+        # the threshold rises only by the spikes that were kept
+        inc = net.theta - theta0 * math.exp(-8 * cfg.image_time * 1000 / cfg.lif.tau_theta)
+        torch.testing.assert_close(inc, cfg.lif.theta_plus * counts.sum(0), atol=1e-5,
+                                   rtol=1e-4)
+    else:
+        assert int(images_per_neuron.max()) >= 4
+    # no effect without learning (labelling and test)
+    counts_eval = net.run(x, w, torch.ones(8), None)
+    assert int((counts_eval > 0).sum(0).max()) >= 4
+
+
+def test_diehl_cook_theta_decays_over_the_batch_time():
+    # theta decays over b images x image_time of simulated time, as shown one by one
+    lif = LIFParams(theta_plus=0.0, tau_theta=2000.0)
+    cfg = DiehlCookConfig(neurons=3, time_steps=20, batch=4, image_time=0.5, lif=lif,
+                          max_retries=0)
+    net = DiehlCookNet(cfg)
+    net.theta = torch.tensor([1.0, 2.0, 4.0])
+    net.train_batch(torch.zeros(4, 784))
+    # 4 images x 500 ms at tau 2000 ms: factor exp(-1)
+    torch.testing.assert_close(net.theta, torch.tensor([1.0, 2.0, 4.0]) * math.exp(-1.0))
+
+
+@pytest.mark.parametrize("accumulate", [False, True])
+def test_pcm_single_device_reset_depression_is_unbiased(accumulate):
+    # depression RESETs a device holding w_k with probability |dw| / w_k: the mean change
+    # equals the request, a depressed synapse drops to ~0 or keeps its weight, and the
+    # G- reference devices are never programmed
+    gen = torch.Generator().manual_seed(4)
+    cfg = PCMSynapseConfig(drift=False, read_noise=False, depression="reset",
+                           accumulate=accumulate)
+    syn = PCMSynapses(torch.full((200, 200), 0.5), cfg, 1.0, gen)
+    w0 = syn.conductance_weights()
+    g_ref = syn.g[1].clone()
+    request = -2 * syn.eps  # eps = 0.1: 0.2 of a weight of ~0.5, about 40% RESET
+    syn.apply(torch.full((200, 200), request), 1.0, gen)
+    w1 = syn.conductance_weights()
+    change = w1 - w0
+    n = change.numel()
+    # mean change: binomial spread of (0.4 x 0.6 / n)^0.5 x 0.5 = 0.0017; 4 sigma
+    assert float(change.mean()) == pytest.approx(request, abs=0.007)
+    hit = change < -0.25
+    assert float(hit.float().mean()) == pytest.approx(-request / float(w0.mean()), abs=0.03)
+    assert float(w1[hit].max()) < 0.05  # RESET removes the whole weight
+    assert float(change[~hit].abs().max()) == 0.0
+    assert torch.equal(syn.g[1], g_ref) and syn.resets == int(hit.sum())
+    # potentiation is SET pulses on G+ as for pairs
+    syn.apply(torch.full((200, 200), 2 * syn.eps), 2.0, gen)
+    assert float((syn.conductance_weights() - w1).mean()) > syn.eps
+    assert n == 40000
+    with pytest.raises(ValueError, match="depression"):
+        PCMSynapseConfig(depression="partial")
+
+
+def test_snn_mnist_variants_and_tiny_run(tmp_path):
+    import json
+
+    from aimc.experiments.snn_mnist import main, make_config
+
+    cfg = make_config(400, "pcm-reset", 16, 0)
+    assert cfg.synapse == "pcm" and cfg.pcm.depression == "reset"
+    assert make_config(400, "pcm", 16, 0).pcm.depression == "pair"
+    with pytest.raises(ValueError, match="synapse"):
+        make_config(400, "rram", 16, 0)
+    assert main(["--quick", "--neurons", "6", "--train", "32", "--assign", "32", "--test",
+                 "32", "--synapses", "pcm-reset", "--no-progress", "--out",
+                 str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "snn-mnist.json").read_text())
+    methods = {r["method"] for r in res["rows"]}
+    assert {"pcm-reset", "pcm-reset+drift"} <= methods
+    assert res["details"]["pcm-reset"]["images"] == 32
+    assert (tmp_path / "snn-mnist.png").exists()

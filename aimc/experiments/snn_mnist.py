@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--assign", type=int, default=None,
                    help="training images used to label the neurons (10000)")
     p.add_argument("--test", type=int, default=None, help="test images (10000)")
-    p.add_argument("--synapses", default="ideal,pcm", help="comma list of ideal, pcm")
+    p.add_argument("--synapses", default="ideal,pcm",
+                   help="comma list of ideal, pcm (differential pairs), pcm-reset "
+                        "(single devices, depression by stochastic RESET)")
     p.add_argument("--batch", type=int, default=16,
                    help="training images simulated in parallel with shared weights")
     p.add_argument("--seed", type=int, default=0)
@@ -67,26 +69,38 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+VARIANTS = ("ideal", "pcm", "pcm-reset")
+
+
 def make_config(neurons: int, synapse: str, batch: int, seed: int) -> DiehlCookConfig:
-    """The configuration used by this study (see docs/snn.md for the choices)."""
+    """The configuration used by this study (see docs/snn.md for the choices).
+
+    ``synapse`` is a variant of :data:`VARIANTS`; 'pcm-reset' is the 'pcm' network with
+    single-device synapses depressed by RESET.
+    """
+    if synapse not in VARIANTS:
+        raise ValueError(f"synapse must be one of {VARIANTS}, got {synapse!r}")
+    depression = "reset" if synapse == "pcm-reset" else "pair"
     return DiehlCookConfig(
-        neurons=neurons, synapse=synapse, batch=batch, seed=seed, input_gain=0.5,
+        neurons=neurons, synapse="ideal" if synapse == "ideal" else "pcm", batch=batch,
+        seed=seed, input_gain=0.5,
         lif=LIFParams(tau_mem=100.0, v_rest=-65.0, v_reset=-60.0, v_th=-52.0, t_ref=5.0,
                       theta_plus=0.05, tau_theta=1e7),
         stdp=STDPParams(a_plus=1e-2, a_minus=1e-4, tau_plus=20.0, tau_minus=20.0,
                         tau_post2=40.0, w_max=1.0),
         # two pairs per synapse (Boybat 2018): 4 points better than one pair at 100 neurons
-        pcm=PCMSynapseConfig(devices_per_side=2))
+        pcm=PCMSynapseConfig(devices_per_side=2, depression=depression))
 
 
 def run_variant(job: dict) -> dict:
     """Train, label and test one variant (runs in its own process, one thread)."""
     torch.set_num_threads(1)
     cfg: DiehlCookConfig = job["cfg"]
+    variant: str = job["variant"]
     data = job["data"]
     tx, ty, vx, vy = data["tx"], data["ty"], data["vx"], data["vy"]
     n_train = job["train"] * job["epochs"]
-    ckpt = Path(job["out"]) / f"snn-mnist_{cfg.synapse}.ckpt.pt"
+    ckpt = Path(job["out"]) / f"snn-mnist_{variant}.ckpt.pt"
     net = DiehlCookNet(cfg)
     train_time = 0.0
     if ckpt.exists():
@@ -98,7 +112,7 @@ def run_variant(job: dict) -> dict:
     if job["progress"]:
         from tqdm import tqdm
 
-        bar = tqdm(total=n_train, initial=net.images, desc=f"train {cfg.synapse}",
+        bar = tqdm(total=n_train, initial=net.images, desc=f"train {variant}",
                    position=job["position"], unit="img", mininterval=5.0)
     t0 = time.perf_counter() - train_time
     next_ckpt = net.images + job["checkpoint_every"]
@@ -126,7 +140,7 @@ def run_variant(job: dict) -> dict:
     acc = float((predict(counts_test, assignment) == vy).float().mean())
     infer_time = time.perf_counter() - t1
     infer_events = net.events - ev0
-    out = {"synapse": cfg.synapse, "accuracy": acc, "train_time_s": train_time,
+    out = {"synapse": variant, "accuracy": acc, "train_time_s": train_time,
            "infer_time_s": infer_time, "train_events": train_events,
            "infer_events": infer_events, "images": net.images,
            "spikes_per_test_image": float(counts_test.sum(1).mean()),
@@ -139,6 +153,7 @@ def run_variant(job: dict) -> dict:
         out["accuracy_1day"] = float((predict(counts_day, assignment) == vy).float().mean())
         out["set_pulses"] = net.syn.pulses
         out["refreshes"] = net.syn.refreshes
+        out["reset_pulses"] = net.syn.resets
     ckpt.unlink(missing_ok=True)
     return out
 
@@ -197,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     write_text_atomic(args.out / "snn-mnist_config.json",
                       json.dumps({v: c.to_dict() for v, c in configs.items()}, indent=2)
                       + "\n")
-    jobs = [{"cfg": configs[v], "data": data, "train": n_train, "epochs": args.epochs,
+    jobs = [{"cfg": configs[v], "variant": v, "data": data, "train": n_train, "epochs": args.epochs,
              "assign": n_assign, "out": str(args.out), "progress": not args.no_progress,
              "position": i, "checkpoint_every": args.checkpoint_every}
             for i, v in enumerate(variants)]
@@ -215,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({**common, "metric": "accuracy", "mean": round(res["accuracy"], 4),
                      "t_s": 0})
         if "accuracy_1day" in res:
-            rows.append({**common, "method": "pcm+drift", "metric": "accuracy",
+            rows.append({**common, "method": res["synapse"] + "+drift", "metric": "accuracy",
                          "mean": round(res["accuracy_1day"], 4), "t_s": DAY})
         rows.append({**common, "metric": "train_time_s", "mean": round(res["train_time_s"], 1)})
         rows.append({**common, "metric": "synaptic_events_per_s_train",

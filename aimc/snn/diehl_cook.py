@@ -16,7 +16,9 @@ conductance-based ones); pair-based STDP with a target trace (one of the paper's
 variants); state reset between images instead of a 150 ms rest; and, to use both
 cores, ``batch`` images are simulated in parallel with the same weights, the STDP
 changes of the batch are summed and applied (with the normalisation) between
-batches. With PCM synapses the same change is written as SET pulses (see
+batches. The adaptive thresholds still decay over the simulated time of every image
+(350 ms + 150 ms rest, ``image_time``), so over an epoch they decay as in the paper
+(by e^-3 at tau_theta = 1e7 ms). With PCM synapses the same change is written as SET pulses (see
 :mod:`aimc.snn.synapses`) and the neurons see drifted, noisy reads.
 """
 
@@ -29,7 +31,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor
 
-from .neurons import LIFParams, lif_init, lif_step
+from .neurons import LIFParams, LIFState, lif_init, lif_step
 from .stdp import STDPParams, Traces, stdp_dw_sparse
 from .synapses import IdealSynapses, PCMSynapseConfig, PCMSynapses
 
@@ -58,6 +60,10 @@ class DiehlCookConfig:
     """Most re-presentations per image (each adds max_rate to the rate)."""
     batch: int = 16
     """Training images simulated in parallel with shared weights (1: sequential)."""
+    exclusive: bool = False
+    """While learning a batch, a neuron belongs to the first image it fires for and is
+    silenced in the other images of the batch, so each neuron learns from one image per
+    batch as it would when images are shown one at a time (see :meth:`DiehlCookNet.run`)."""
     eval_batch: int = 500
     """Images simulated in parallel at labelling and test time (no learning)."""
     synapse: str = "ideal"
@@ -154,6 +160,9 @@ class DiehlCookNet:
         d_post2 = math.exp(-lif.dt / stdp.tau_post2) if gated else 0.0
         wg = w * cfg.input_gain if cfg.input_gain != 1.0 else w
         u = torch.empty_like(x)
+        exclusive = learn and cfg.exclusive and b > 1
+        owner = torch.full((n,), -1, dtype=torch.long)
+        rows = torch.arange(b)[:, None]
         events = 0
         for _ in range(cfg.time_steps):
             u.uniform_(generator=self.gen)
@@ -164,6 +173,8 @@ class DiehlCookNet:
             if cfg.w_inh > 0:
                 drive -= cfg.w_inh * (z.sum(1, keepdim=True) - z)
             z, state = lif_step(drive, state, lif_p)
+            if exclusive:
+                z, state = self._claim(z, state, owner, rows, lif_p.theta_plus)
             counts += z
             if learn:
                 # decay, use, then set the traces (stdp.stdp_step's order), in place
@@ -179,11 +190,36 @@ class DiehlCookNet:
                     post2[post_idx] = 1.0
         self.events += events * n
         if learn:
-            # theta is a property of the neuron, shared by the batch: keep its decay
-            # once and add every sample's increments
+            # theta is a property of the neuron, shared by the batch: add every sample's
+            # increments, and decay it over the batch's simulated time (b images of
+            # image_time each, as when they are shown one after another with rests)
             decayed = self.theta * math.exp(-cfg.time_steps * lif.dt / lif.tau_theta)
-            self.theta = decayed + (state.theta - decayed).sum(0)
+            inc = (state.theta - decayed).sum(0)
+            self.theta = self.theta * math.exp(-b * cfg.image_time * 1000.0 / lif.tau_theta)
+            self.theta = self.theta + inc
         return counts
+
+    @staticmethod
+    def _claim(z: Tensor, state: LIFState, owner: Tensor, rows: Tensor,
+               theta_plus: float) -> tuple[Tensor, LIFState]:
+        """Give every neuron to the first image it fires for (``owner``, updated in
+        place) and delete its spikes, and their threshold increments, in the others.
+
+        Shown one at a time (Diehl & Cook 2015), a neuron that wins an image has moved
+        its weights and raised its threshold before the next image; in a batch with
+        shared weights it could win all of them and learn their sum. A silenced spike
+        still resets the neuron (it stays out of the competition for that image).
+        """
+        fired = z.amax(0) > 0
+        if not bool(fired.any()):
+            return z, state
+        first = z.argmax(0)
+        owner.copy_(torch.where(fired & (owner < 0), first, owner))
+        lost = (z > 0) & (owner[None, :] != rows)
+        if not bool(lost.any()):
+            return z, state
+        lost_f = lost.to(z.dtype)
+        return z - lost_f, state._replace(theta=state.theta - theta_plus * lost_f)
 
     def _present(self, x: Tensor, w: Tensor, dw: Tensor | None) -> Tensor:
         """Present with re-presentation at higher rate for images with too few spikes."""

@@ -21,6 +21,15 @@ is noisy and shrinks as a device fills up. When a device passes ``refresh_level`
 the synapse is refreshed: both sides are RESET and the current weight is written back
 onto the G+ side with SET pulses and verify (Boybat 2018; Nandakumar 2018).
 
+With ``depression = "reset"`` the synapse is single-device: only the G+ devices are
+programmed and each G- device, left in its RESET state, is a reference that cancels
+the RESET conductance of its partner. Potentiation is SET pulses as above; a depression
+request |dw| RESETs the arbitrated device, which holds weight w_k, with probability
+min(1, |dw| / w_k), so the expected change equals the request (the stochastic
+RESET-depression of binary/single-device PCM synapses, Suri et al., IEDM 2011 and
+Bichler et al., IEEE TED 2012, here in its unbiased form). A RESET is abrupt: it
+removes the device's whole weight at once.
+
 What the neurons see is a read of the devices: drift since each device's last
 programming event and 1/f read noise, with the statistics of :class:`aimc.devices.PCM`.
 """
@@ -69,6 +78,9 @@ class PCMSynapseConfig:
     """Keep sub-granularity changes in a digital accumulator chi per synapse and send
     trunc(chi / eps) pulses (chi keeps the rest), as in the mixed-precision PCM schemes
     of Nandakumar et al. 2018/2020; False: stochastic rounding of each update."""
+    depression: str = "pair"
+    """'pair': depression crystallises the G- device of the pair; 'reset': single-device
+    synapse, depression by stochastic RESET of a G+ device (module docstring)."""
     drift: bool = True
     """Apply conductance drift (Joshi 2020 statistics) to what the neurons read."""
     read_noise: bool = True
@@ -83,6 +95,9 @@ class PCMSynapseConfig:
         if not (isinstance(self.max_pulses, int) and self.max_pulses >= 1):
             raise ValueError("PCMSynapseConfig.max_pulses must be an integer >= 1, "
                              f"got {self.max_pulses!r}")
+        if self.depression not in ("pair", "reset"):
+            raise ValueError("PCMSynapseConfig.depression must be 'pair' or 'reset', "
+                             f"got {self.depression!r}")
         if not (math.isfinite(self.g_w) and 0 < self.g_w < self.device.g_sat):
             raise ValueError("PCMSynapseConfig.g_w must be in (0, device.g_sat), "
                              f"got {self.g_w!r}")
@@ -120,6 +135,8 @@ class PCMSynapses:
         self.chi = torch.zeros(w0.shape)
         self.counter = 0
         self.pulses = 0
+        self.resets = 0
+        """RESET pulses of depression (depression = 'reset')."""
         self.refreshes = 0
         # write the initial weights with SET-and-verify, spread over the k G+ devices
         target = (w0.clamp(0.0, w_max) / w_max * self.cfg.g_w).expand(k, *w0.shape)
@@ -181,7 +198,12 @@ class PCMSynapses:
         else:
             n = stochastic_round(dw.abs() / self.eps, generator).clamp_(max=cfg.max_pulses)
         touched = torch.zeros(self.g.shape, dtype=torch.bool)
-        for side, sel in ((0, dw > 0), (1, dw < 0)):
+        if cfg.depression == "reset":
+            # the weight to remove: whole pulses' worth from the accumulator, else |dw|
+            req = (-dw).clamp_min(0.0) * (self.eps if cfg.accumulate else 1.0)
+            self._reset_depress(req, k, touched, generator)
+        sides = ((0, dw > 0),) if cfg.depression == "reset" else ((0, dw > 0), (1, dw < 0))
+        for side, sel in sides:
             mask = sel & (n > 0)
             idx = mask.nonzero(as_tuple=True)
             if idx[0].numel() == 0:
@@ -195,6 +217,24 @@ class PCMSynapses:
         self._refresh(touched, generator)
         self.t_last = torch.where(touched, torch.full_like(self.t_last, t), self.t_last)
         self._resample_nu(touched, generator)
+
+    def _reset_depress(self, req: Tensor, k: int, touched: Tensor,
+                       generator: torch.Generator | None) -> None:
+        """RESET device k of G+ with probability min(1, req / w_k), w_k its weight."""
+        w_k = (self.g[0, k] - self.g[1, k]) * (
+            self.w_max / (self.cfg.devices_per_side * self.cfg.g_w))
+        want = (req > 0) & (w_k > 0)
+        if not bool(want.any()):
+            return
+        p = (req / w_k.clamp_min(1e-12)).clamp_max(1.0)
+        u = torch.rand(req.shape, generator=generator)
+        hit = want & (u < p)
+        idx = hit.nonzero(as_tuple=True)
+        if idx[0].numel() == 0:
+            return
+        self.g[0, k][idx] = self.cfg.device.reset((idx[0].numel(),), generator)
+        self.resets += int(idx[0].numel())
+        touched[0, k][idx] = True
 
     def _refresh(self, touched: Tensor, generator: torch.Generator | None) -> None:
         """RESET both sides of saturated synapses and write their weight back onto G+."""
