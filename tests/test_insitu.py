@@ -162,7 +162,8 @@ def test_transfer_preserves_weight_within_programming_error():
     model, opt = multi(tolerance=None, residual="reset")
     layer = insitu_layers(model)[0]
     g = torch.Generator().manual_seed(9)
-    layer.cap = (layer.cap + 3 * torch.randn(layer.cap.shape, generator=g)).clamp(0, 10)
+    layer.cap = (layer.cap + 3 * torch.randn(layer.cap.shape, generator=g)).clamp(
+        opt.cap.g_min, opt.cap.g_max)
     w0 = opt.device_weight(layer, read=False)
     low0 = opt.low(layer).clone()
     pair0 = layer.g_pos - layer.g_neg
@@ -189,7 +190,8 @@ def test_transfer_with_residual_on_capacitor_keeps_weight():
     model, opt = multi(residual="keep", tolerance=None, transfer_threshold=2.7)
     layer = insitu_layers(model)[0]
     g = torch.Generator().manual_seed(10)
-    layer.cap = (layer.cap + 2 * torch.randn(layer.cap.shape, generator=g)).clamp(0, 10)
+    layer.cap = (layer.cap + 2 * torch.randn(layer.cap.shape, generator=g)).clamp(
+        opt.cap.g_min, opt.cap.g_max)
     low0 = opt.low(layer).clone()
     pair0 = layer.g_pos - layer.g_neg
     w0 = opt.device_weight(layer, read=False)
@@ -213,7 +215,8 @@ def test_closed_loop_transfer_reset_keeps_weight_within_tolerance():
     model, opt = multi(tolerance=0.3, residual="reset")
     layer = insitu_layers(model)[0]
     g = torch.Generator().manual_seed(11)
-    layer.cap = (layer.cap + 2 * torch.randn(layer.cap.shape, generator=g)).clamp(0, 10)
+    layer.cap = (layer.cap + 2 * torch.randn(layer.cap.shape, generator=g)).clamp(
+        opt.cap.g_min, opt.cap.g_max)
     low0 = opt.low(layer).clone()
     w0 = opt.device_weight(layer, read=False)
     pos0, neg0 = layer.g_pos.clone(), layer.g_neg.clone()
@@ -244,7 +247,8 @@ def test_closed_loop_transfer_keep_moves_weight_into_pcm():
     model, opt = multi(tolerance=0.5, residual="keep")
     layer = insitu_layers(model)[0]
     g = torch.Generator().manual_seed(12)
-    layer.cap = (layer.cap + 2 * torch.randn(layer.cap.shape, generator=g)).clamp(0, 10)
+    layer.cap = (layer.cap + 2 * torch.randn(layer.cap.shape, generator=g)).clamp(
+        opt.cap.g_min, opt.cap.g_max)
     w0 = opt.device_weight(layer, read=False)
     opt.transfer(layer)
     w1 = opt.device_weight(layer, read=False)

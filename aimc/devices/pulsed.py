@@ -245,8 +245,11 @@ class Capacitor:
     """Device-to-device relative std of the step."""
     g_min: float = 0.0
     """Lowest state (empty capacitor)."""
-    g_max: float = 10.0
-    """Highest state (full capacitor, uS-equivalent)."""
+    g_max: float = 40.0
+    """Highest state (full capacitor, uS-equivalent). The 2T2R+3T1C cell puts g_shared at
+    mid-range, so g - g_shared spans +-20 uS-equivalent, 6.7 uS of PCM pair difference
+    at F = 3 (a choice: with +-5 the cell lost about half a point on a 10k-image MNIST
+    subset, because g saturates within an 8,000-image transfer interval early on)."""
     leak_tau: float = 1.0
     """Leak time constant in s: the charge above the reference decays as exp(-t / tau)."""
 

@@ -54,7 +54,7 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "analog-sgd": {"bl": 10},
     "mixed-precision": {},
     "2t2r3t1c": {"transfer_every": 8000, "tolerance": 0.5, "residual": "keep"},
-    "tiki-taka": {"transfer_every": 1, "columns": 32, "transfer_lr": 0.5, "fast_range": 0.1},
+    "tiki-taka": {"transfer_every": 1, "columns": 32, "transfer_lr": 0.25, "fast_range": 0.1},
 }
 
 

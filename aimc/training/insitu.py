@@ -693,8 +693,24 @@ class MultiConductance(InSituOptimizer):
         _set_buffer(layer, "cap", self.shared(layer).clone())
         _set_buffer(layer, "cap_d2d", self.cap.sample_d2d(tuple(w.shape), self.gen))
         _set_buffer(layer, "polarity", torch.tensor(1.0))
-        # The PCM pair carries W / F in pair units so that F (G+ - G-) is W.
-        return self.pair.init(layer, w / self.gain, self.gen)
+        # G+ - G- = W / PCMPair.unit (uS): F (G+ - G-) in the capacitor's units
+        # (unit = w_range / (F g_span)) is then W.
+        if self.tolerance is None:
+            pulses = self.pair.init(layer, w, self.gen)
+        else:  # the same closed-loop programming as a transfer, from the RESET state
+            pulses = self.pair.init(layer, torch.zeros_like(w), self.gen)
+            pulses += int(self.pair.program_closed_loop(
+                layer, w / PCMPair.unit(layer), self._tolerance_us(self.tolerance),
+                self.gen).sum())
+        if self.residual == "keep":
+            # As at a transfer: g takes what the programming of the pair missed.
+            residual = w / self.unit(layer) - self.gain * (layer.g_pos - layer.g_neg)
+            layer.cap = (self.shared(layer) + residual).clamp(self.cap.g_min, self.cap.g_max)
+        return pulses
+
+    def _tolerance_us(self, steps: float) -> float:
+        """A tolerance in PCM steps (the mean SET step at RESET) in uS of the pair."""
+        return steps * float(self.pair.device.mean_step(torch.tensor(self.pair.device.g_reset)))
 
     def low(self, layer: InSituLinear) -> Tensor:
         """p (g - g_shared) in uS-equivalent."""
@@ -739,8 +755,7 @@ class MultiConductance(InSituOptimizer):
                 self.counters["pulses"] += self.pair.program_difference(
                     layer, low / self.gain, self.gen, mask.float())
         else:
-            tol = self.tolerance * self.pair.device.mean_step(
-                torch.tensor(self.pair.device.g_reset)).item()
+            tol = self._tolerance_us(self.tolerance)
             target = torch.where(mask, total / self.gain, pair)
             n = self.pair.program_closed_loop(layer, target, tol, self.gen)
             moved = n > 0
@@ -829,7 +844,7 @@ class TikiTaka(InSituOptimizer):
 
     def __init__(self, model: nn.Module, lr: float, fast: SoftBounds | PulsedPCM | None = None,
                  device: PulsedPCM | None = None, bl: int = 10, transfer_every: int = 1,
-                 columns: int = 1, transfer_lr: float = 0.1, fast_range: float = 1.0,
+                 columns: int = 32, transfer_lr: float = 0.25, fast_range: float = 0.1,
                  gamma: float = 0.0, fast_reset: float = 12.0, refresh_every: int = 100,
                  refresh_threshold: float = 12.0, seed: int = 0, pcm: PCM | None = None
                  ) -> None:
