@@ -241,6 +241,26 @@ def test_closed_loop_transfer_reset_keeps_weight_within_tolerance():
     assert opt.counters["transfers"] == int(moved.sum())
 
 
+@pytest.mark.parametrize("residual", ["keep", "reset"])
+def test_2t2r3t1c_programs_the_initial_weights(residual):
+    # The pair holds W (F (G+ - G-) in the capacitor's units, not W / F); with "keep" g
+    # takes the programming residual, so the cell starts at exactly the initial weights.
+    torch.manual_seed(0)
+    model = insitu_mlp((100, 300, 4))
+    w_init = insitu_layers(model)[0].weight.detach().clone()
+    opt = MultiConductance(model, lr=0.1, seed=0, residual=residual)
+    layer = insitu_layers(model)[0]
+    w = opt.device_weight(layer, read=False)
+    pair_only = (layer.g_pos - layer.g_neg) * opt.gain * opt.unit(layer)
+    tol_w = 0.5 * float(PulsedPCM().mean_step(torch.tensor(0.1))) * opt.gain * opt.unit(layer)
+    assert float(((pair_only - w_init).abs() <= tol_w + 1e-6).float().mean()) > 0.99
+    if residual == "keep":
+        assert torch.allclose(w, w_init, atol=1e-6)
+    else:
+        assert torch.equal(layer.cap, opt.shared(layer))
+        assert torch.allclose(w, pair_only)
+
+
 def test_closed_loop_transfer_keep_moves_weight_into_pcm():
     # residual="keep": after the transfer the pair holds W / F to within the tolerance
     # and g holds the rest, so W is unchanged (up to the capacitor's range).
