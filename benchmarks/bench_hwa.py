@@ -3,8 +3,10 @@
 One SGD step (forward, backward, optimizer step) of ResNet-32 at batch 128 on random
 CIFAR-sized inputs, 2 threads: the plain torch network against the same network converted
 to the PCM preset and trained with :func:`aimc.train_hwa`'s noise injection (Gaussian
-weight noise, eta 0.04, and clipping at 2.5 sigma after the step). Rounds interleave the
-two; the result is the median of the per-round ratios.
+weight noise, eta 0.04, and clipping at 2.5 sigma after the step), and once more with the
+DAC/ADC and output noise simulated in training too (``HWAConfig(dac_adc=True,
+out_noise=True)``, the study's ``--hwa-periphery``). Rounds interleave the three; each
+result is the median of the per-round ratios to the plain step.
 
     python benchmarks/bench_hwa.py --out docs/results
 """
@@ -47,16 +49,21 @@ def main(argv: list[str] | None = None) -> int:
     hwa = aimc.convert(plain, aimc.presets.pcm_joshi2020()).train()
     cfg = HWAConfig(eta=0.04, clip_sigma=2.5)
     prepare_hwa(hwa, cfg, seed=0)
+    per_net = aimc.convert(plain, aimc.presets.pcm_joshi2020()).train()
+    per_cfg = HWAConfig(eta=0.04, clip_sigma=2.5, dac_adc=True, out_noise=True)
+    prepare_hwa(per_net, per_cfg, seed=0)
     x = torch.randn(args.batch, 3, 32, 32)
     y = torch.randint(0, 10, (args.batch,))
     opt_p = torch.optim.SGD(plain.parameters(), lr=1e-3, momentum=0.9)
     opt_h = torch.optim.SGD(hwa.parameters(), lr=1e-3, momentum=0.9)
+    opt_q = torch.optim.SGD(per_net.parameters(), lr=1e-3, momentum=0.9)
     cases = {"plain": lambda: _step(plain, opt_p, x, y, None),
-             "hwa": lambda: _step(hwa, opt_h, x, y, cfg.clip_sigma)}
+             "hwa": lambda: _step(hwa, opt_h, x, y, cfg.clip_sigma),
+             "hwa-periphery": lambda: _step(per_net, opt_q, x, y, per_cfg.clip_sigma)}
     for fn in cases.values():  # warm-up
         fn(), fn()
     times: dict[str, list[float]] = {k: [] for k in cases}
-    ratios = []
+    ratios: dict[str, list[float]] = {k: [] for k in cases if k != "plain"}
     for _ in range(args.rounds):
         per = {}
         for name, fn in cases.items():
@@ -67,22 +74,26 @@ def main(argv: list[str] | None = None) -> int:
                 reps.append(time.perf_counter() - start)
             per[name] = statistics.median(reps)
             times[name].append(per[name])
-        ratios.append(per["hwa"] / per["plain"])
-    plain_s, hwa_s = statistics.median(times["plain"]), statistics.median(times["hwa"])
-    ratio = statistics.median(ratios)
-    print(f"ResNet-32 training step, batch {args.batch}: plain {1e3 * plain_s:.0f} ms, "
-          f"HWA {1e3 * hwa_s:.0f} ms, ratio {ratio:.3f} (rounds {min(ratios):.3f}-"
-          f"{max(ratios):.3f})")
-    rows = [{"method": "hwa", "metric": "time_ratio", "mean": ratio,
-             "min": min(ratios), "max": max(ratios), "n": args.rounds,
-             "plain_ms": 1e3 * plain_s, "hwa_ms": 1e3 * hwa_s, "batch": args.batch}]
+        for name in ratios:
+            ratios[name].append(per[name] / per["plain"])
+    plain_s = statistics.median(times["plain"])
+    rows = []
+    for name, rs in ratios.items():
+        step_s, ratio = statistics.median(times[name]), statistics.median(rs)
+        print(f"ResNet-32 training step, batch {args.batch}: plain {1e3 * plain_s:.0f} ms, "
+              f"{name} {1e3 * step_s:.0f} ms, ratio {ratio:.3f} (rounds {min(rs):.3f}-"
+              f"{max(rs):.3f})")
+        rows.append({"method": name, "metric": "time_ratio", "mean": ratio, "min": min(rs),
+                     "max": max(rs), "n": args.rounds, "plain_ms": 1e3 * plain_s,
+                     "hwa_ms": 1e3 * step_s, "batch": args.batch})
     command = "python benchmarks/bench_hwa.py " + " ".join(
         sys.argv[1:] if argv is None else argv)
     path = write_results(f"{args.out}/bench_hwa.json", study="bench_hwa",
                          command=command.strip(),
                          dataset=f"random 3x32x32 inputs, batch {args.batch}",
                          started=started, runtime_s=time.perf_counter() - t0, rows=rows,
-                         config={"hwa": cfg.to_dict(), "optimizer": "SGD momentum 0.9"})
+                         config={"hwa": cfg.to_dict(), "hwa-periphery": per_cfg.to_dict(),
+                                 "optimizer": "SGD momentum 0.9"})
     print(f"wrote {path}")
     return 0
 
