@@ -209,14 +209,20 @@ def test_transfer_with_residual_on_capacitor_keeps_weight():
     assert float(off.float().mean()) < 0.01
 
 
+def _multi_with_charged_caps(tolerance: float, residual: str, seed: int):
+    """A 2T2R+3T1C cell whose capacitors hold random charges (2 uS-eq std), ready to transfer."""
+    model, opt = multi(tolerance=tolerance, residual=residual)
+    layer = insitu_layers(model)[0]
+    g = torch.Generator().manual_seed(seed)
+    layer.cap = (layer.cap + 2 * torch.randn(layer.cap.shape, generator=g)).clamp(
+        opt.cap.g_min, opt.cap.g_max)
+    return opt, layer
+
+
 def test_closed_loop_transfer_reset_keeps_weight_within_tolerance():
     # Paper-style transfer: the pair is tuned to W / F within the tolerance, g is reset
     # where the pair was programmed; W changes by at most F x tolerance (the PCM error).
-    model, opt = multi(tolerance=0.3, residual="reset")
-    layer = insitu_layers(model)[0]
-    g = torch.Generator().manual_seed(11)
-    layer.cap = (layer.cap + 2 * torch.randn(layer.cap.shape, generator=g)).clamp(
-        opt.cap.g_min, opt.cap.g_max)
+    opt, layer = _multi_with_charged_caps(tolerance=0.3, residual="reset", seed=11)
     low0 = opt.low(layer).clone()
     w0 = opt.device_weight(layer, read=False)
     pos0, neg0 = layer.g_pos.clone(), layer.g_neg.clone()
@@ -264,11 +270,7 @@ def test_2t2r3t1c_programs_the_initial_weights(residual):
 def test_closed_loop_transfer_keep_moves_weight_into_pcm():
     # residual="keep": after the transfer the pair holds W / F to within the tolerance
     # and g holds the rest, so W is unchanged (up to the capacitor's range).
-    model, opt = multi(tolerance=0.5, residual="keep")
-    layer = insitu_layers(model)[0]
-    g = torch.Generator().manual_seed(12)
-    layer.cap = (layer.cap + 2 * torch.randn(layer.cap.shape, generator=g)).clamp(
-        opt.cap.g_min, opt.cap.g_max)
+    opt, layer = _multi_with_charged_caps(tolerance=0.5, residual="keep", seed=12)
     w0 = opt.device_weight(layer, read=False)
     opt.transfer(layer)
     w1 = opt.device_weight(layer, read=False)
