@@ -136,3 +136,17 @@ def test_study_table_and_plot_from_rows(tmp_path):
     joshi2020.plot(rows, 0.89, tmp_path / "j.png", "test")
     assert (tmp_path / "j.png").stat().st_size > 1000
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_study_adabs_images_are_augmented_unless_clean(tmp_path):
+    from aimc.experiments import joshi2020
+
+    def study(*flags):
+        return joshi2020._resolve(joshi2020._parser().parse_args(
+            ["--data-dir", str(tmp_path), "--quick", *flags]))
+
+    assert study()["adabs_augment"] is True
+    assert study("--adabs-augment") == study()  # older commands resume the same run
+    assert "adabs_augment" not in study("--adabs-clean")
+    with pytest.raises(SystemExit, match="exclude each other"):
+        study("--adabs-clean", "--adabs-augment")
