@@ -72,7 +72,8 @@ def test_drift_factor_reference(t, shrink):
     dev = PCM()
     factor = float(dev.drift_factor(torch.tensor(0.049), t))
     assert factor == pytest.approx(((t + 20) / 20) ** -0.049, rel=1e-6)
-    assert 1 - factor == pytest.approx(shrink, abs=0.01)  # pcm-model.md sec. 3 figures
+    shrunk = 1.0 - factor
+    assert shrunk == pytest.approx(shrink, abs=0.01)  # pcm-model.md sec. 3 figures
     assert float(dev.drift_factor(torch.tensor(0.049), 0.0)) == 1.0
 
 
