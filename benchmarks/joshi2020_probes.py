@@ -1,0 +1,125 @@
+"""The probes behind docs/joshi2020.md's "What we learned" (ResNet-32, CIFAR-10 JPEG copy).
+
+``sweep ETA PERIPHERY EPOCHS``: an HWA fine-tune from the pretrained checkpoint with the
+study's recipe (joshi2020._finetune), then GDC accuracy at 1 s and 1 day on 3 chips and
+the first 3,000 test images; appends one JSON line to ``--out``.
+
+``components CHECKPOINT``: the HWA network on 2 chips, 2,000 test images, GDC at 1 s and
+1 day, with each non-ideality of the PCM preset removed in turn (drift variability, read
+noise, programming noise, the tile periphery); prints one line per case.
+
+    python benchmarks/joshi2020_probes.py sweep 0.04 0 2 --data-dir /tmp/aimc-cifar10
+    python benchmarks/joshi2020_probes.py components docs/results/joshi2020_hwa_resnet32.pt \\
+        --data-dir /tmp/aimc-cifar10
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import torch
+
+import aimc
+from aimc.config import AnalogConfig, MappingConfig, TileConfig
+from aimc.data.cifar import IMAGENET_MEAN, IMAGENET_STD, CifarLoader, load_cifar10
+from aimc.devices import PCM
+from aimc.experiments.joshi2020 import DEFAULT_PRETRAINED, _finetune, _subset
+from aimc.training.hwa import HWAConfig
+
+NORM = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+
+
+def _gdc_accuracy(net: torch.nn.Module, test: CifarLoader, chips: int) -> dict[float, float]:
+    """Mean GDC accuracy over ``chips`` chips at 1 s and 1 day."""
+    acc: dict[float, list[float]] = {1.0: [], 86_400.0: []}
+    for seed in range(chips):
+        aimc.program(net, seed=seed)
+        for t in acc:
+            aimc.drift(net, t)
+            aimc.compensate(net, "gdc")
+            acc[t].append(aimc.accuracy(net, test))
+    return {t: sum(v) / len(v) for t, v in acc.items()}
+
+
+def sweep(args: argparse.Namespace) -> None:
+    x, y = load_cifar10(args.data_dir, "train")
+    xt, yt = load_cifar10(args.data_dir, "test")
+    xc, yc = _subset(x, y, 2000, 2)
+    train = CifarLoader(x, y, 128, shuffle=True, augment=True, seed=0, drop_last=True, **NORM)
+    calib = CifarLoader(xc, yc, 200, **NORM)
+    test = CifarLoader(xt[:3000], yt[:3000], 100, **NORM)
+    net = aimc.convert(aimc.models.resnet32_cifar(DEFAULT_PRETRAINED), aimc.presets.pcm_joshi2020())
+    per = bool(args.periphery)
+    hwa = HWAConfig(noise="gaussian", eta=args.eta, clip_sigma=2.5, dac_adc=per, out_noise=per)
+    ckpt = Path(args.work) / f"sweep_{args.eta}_{int(per)}_{args.epochs}.pt"
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    start = time.time()
+    _finetune(net, train, calib, argparse.Namespace(lr=0.01, epochs=args.epochs, seed=0), hwa,
+              ckpt, "hwa", False)
+    train_s = time.time() - start
+    net.eval()
+    digital = aimc.accuracy(aimc.to_digital(net).eval(), test)
+    aimc.calibrate_inputs(net, calib, batches=10)
+    acc = _gdc_accuracy(net, test, chips=3)
+    row = {"eta": args.eta, "periphery": per, "epochs": args.epochs, "train_s": train_s,
+           "digital": digital, **{str(t): a for t, a in acc.items()}}
+    print(json.dumps(row), flush=True)
+    with open(args.out, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def components(args: argparse.Namespace) -> None:
+    x, y = load_cifar10(args.data_dir, "train")
+    xt, yt = load_cifar10(args.data_dir, "test")
+    xc, yc = _subset(x, y, 2000, 2)
+    calib = CifarLoader(xc, yc, 200, **NORM)
+    test = CifarLoader(xt[:2000], yt[:2000], 100, **NORM)
+    net = aimc.models.resnet32_cifar(args.checkpoint).eval()
+    print("digital", aimc.accuracy(net, test), flush=True)
+    pcm = aimc.presets.pcm_joshi2020()
+    no_var = {"drift_sigma_a": 0.0, "drift_sigma_b": 0.0, "drift_sigma_min": 0.0,
+              "drift_sigma_max": 0.0}
+    ideal_tile = TileConfig(dac_bits=0, adc_bits=0, out_bound=0.0, out_noise=0.0,
+                            input_range="dynamic")
+    cases: dict[str, AnalogConfig] = {
+        "full": pcm,
+        "column scaling": dataclasses.replace(
+            pcm, mapping=MappingConfig(weight_scaling="column", digital_bias=True)),
+        "no drift variability": dataclasses.replace(pcm, device=PCM(**no_var)),
+        "no read noise": dataclasses.replace(pcm, device=PCM(read_noise_scale=0.0)),
+        "no programming noise": dataclasses.replace(pcm, device=PCM(prog_noise_scale=0.0)),
+        "ideal periphery": dataclasses.replace(pcm, tile=ideal_tile),
+    }
+    for name, cfg in cases.items():
+        analog = aimc.convert(net, cfg)
+        if cfg.tile.input_range == "static":
+            aimc.calibrate_inputs(analog, calib, batches=10)
+        acc = _gdc_accuracy(analog, test, chips=2)
+        print(f"{name:22s} 1 s {acc[1.0]:.4f}  1 day {acc[86_400.0]:.4f}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", required=True, help="CIFAR-10 python layout")
+    p.add_argument("--threads", type=int, default=2)
+    sub = p.add_subparsers(dest="probe", required=True)
+    s = sub.add_parser("sweep")
+    s.add_argument("eta", type=float)
+    s.add_argument("periphery", type=int, choices=(0, 1))
+    s.add_argument("epochs", type=int)
+    s.add_argument("--work", default="results/joshi2020-probes")
+    s.add_argument("--out", default="results/joshi2020-probes/sweep.jsonl")
+    c = sub.add_parser("components")
+    c.add_argument("checkpoint")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    (sweep if args.probe == "sweep" else components)(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
