@@ -8,9 +8,13 @@ the first 3,000 test images; appends one JSON line to ``--out``.
 1 day, with each non-ideality of the PCM preset removed in turn (drift variability, read
 noise, programming noise, the tile periphery); prints one line per case.
 
-    python benchmarks/joshi2020_probes.py sweep 0.04 0 2 --data-dir /tmp/aimc-cifar10
-    python benchmarks/joshi2020_probes.py components docs/results/joshi2020_hwa_resnet32.pt \\
-        --data-dir /tmp/aimc-cifar10
+``bnstats CHECKPOINT``: in digital, the network's batch-norm statistics re-estimated (as
+AdaBS does) from clean or crop+flip training images, or from 2,000 clean test images;
+accuracy on the other 8,000 test images; prints one line per case.
+
+    python benchmarks/joshi2020_probes.py --data-dir /tmp/aimc-cifar10 sweep 0.04 0 2
+    python benchmarks/joshi2020_probes.py --data-dir /tmp/aimc-cifar10 components \\
+        docs/results/joshi2020_hwa_resnet32.pt          # or bnstats
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import aimc
 from aimc.config import AnalogConfig, MappingConfig, TileConfig
 from aimc.data.cifar import IMAGENET_MEAN, IMAGENET_STD, CifarLoader, load_cifar10
 from aimc.devices import PCM
-from aimc.experiments.joshi2020 import DEFAULT_PRETRAINED, _finetune, _subset
+from aimc.experiments.joshi2020 import DEFAULT_PRETRAINED, _finetune, _subset, reestimate_bn
 from aimc.training.hwa import HWAConfig
 
 NORM = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
@@ -102,6 +106,22 @@ def components(args: argparse.Namespace) -> None:
         print(f"{name:22s} 1 s {acc[1.0]:.4f}  1 day {acc[86_400.0]:.4f}", flush=True)
 
 
+def bnstats(args: argparse.Namespace) -> None:
+    x, y = load_cifar10(args.data_dir, "train")
+    xt, yt = load_cifar10(args.data_dir, "test")
+    net = aimc.models.resnet32_cifar(args.checkpoint).eval()
+    trained = {k: v.clone() for k, v in net.state_dict().items()}
+    test = CifarLoader(xt[2000:], yt[2000:], 100, **NORM)
+    print("trained statistics", aimc.accuracy(net, test), flush=True)
+    cases = [(f"{n} {'augmented' if aug else 'clean'} training images", *_subset(x, y, n, 2),
+              aug) for n, aug in ((2000, False), (2000, True), (5000, True), (10000, True))]
+    cases.append(("2000 clean test images (held out)", xt[:2000], yt[:2000], False))
+    for name, xc, yc, aug in cases:
+        net.load_state_dict(trained)
+        reestimate_bn(net, CifarLoader(xc, yc, 200, augment=aug, seed=0, **NORM))
+        print(f"{name:36s} {aimc.accuracy(net.eval(), test):.4f}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", required=True, help="CIFAR-10 python layout")
@@ -115,9 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out", default="results/joshi2020-probes/sweep.jsonl")
     c = sub.add_parser("components")
     c.add_argument("checkpoint")
+    b = sub.add_parser("bnstats")
+    b.add_argument("checkpoint")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    (sweep if args.probe == "sweep" else components)(args)
+    {"sweep": sweep, "components": components, "bnstats": bnstats}[args.probe](args)
     return 0
 
 
