@@ -1,8 +1,8 @@
 """The probes behind docs/joshi2020.md's "What we learned" (ResNet-32, CIFAR-10 JPEG copy).
 
-``sweep ETA PERIPHERY EPOCHS``: an HWA fine-tune from the pretrained checkpoint with the
-study's recipe (joshi2020._finetune), then GDC accuracy at 1 s and 1 day on 3 chips and
-the first 3,000 test images; appends one JSON line to ``--out``.
+``sweep ETA PERIPHERY EPOCHS [--noise KIND --pcm-scale S]``: an HWA fine-tune from the
+pretrained checkpoint with the study's recipe (joshi2020._finetune), then GDC accuracy at
+1 s and 1 day on 3 chips and the first 3,000 test images; appends one JSON line to ``--out``.
 
 ``components CHECKPOINT``: the HWA network on 2 chips, 2,000 test images, GDC at 1 s and
 1 day, with each non-ideality of the PCM preset removed in turn (drift variability, read
@@ -58,8 +58,10 @@ def sweep(args: argparse.Namespace) -> None:
     test = CifarLoader(xt[:3000], yt[:3000], 100, **NORM)
     net = aimc.convert(aimc.models.resnet32_cifar(DEFAULT_PRETRAINED), aimc.presets.pcm_joshi2020())
     per = bool(args.periphery)
-    hwa = HWAConfig(noise="gaussian", eta=args.eta, clip_sigma=2.5, dac_adc=per, out_noise=per)
-    ckpt = Path(args.work) / f"sweep_{args.eta}_{int(per)}_{args.epochs}.pt"
+    hwa = HWAConfig(noise=args.noise, eta=args.eta, pcm_scale=args.pcm_scale, clip_sigma=2.5,
+                    dac_adc=per, out_noise=per)
+    tag = "" if args.noise == "gaussian" else f"_{args.noise}{args.pcm_scale}"
+    ckpt = Path(args.work) / f"sweep_{args.eta}_{int(per)}_{args.epochs}{tag}.pt"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
     _finetune(net, train, calib, argparse.Namespace(lr=0.01, epochs=args.epochs, seed=0), hwa,
@@ -69,8 +71,9 @@ def sweep(args: argparse.Namespace) -> None:
     digital = aimc.accuracy(aimc.to_digital(net).eval(), test)
     aimc.calibrate_inputs(net, calib, batches=10)
     acc = _gdc_accuracy(net, test, chips=3)
-    row = {"eta": args.eta, "periphery": per, "epochs": args.epochs, "train_s": train_s,
-           "digital": digital, **{str(t): a for t, a in acc.items()}}
+    row = {"noise": args.noise, "pcm_scale": args.pcm_scale, "eta": args.eta,
+           "periphery": per, "epochs": args.epochs, "train_s": train_s, "digital": digital,
+           **{str(t): a for t, a in acc.items()}}
     print(json.dumps(row), flush=True)
     with open(args.out, "a") as f:
         f.write(json.dumps(row) + "\n")
@@ -131,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("eta", type=float)
     s.add_argument("periphery", type=int, choices=(0, 1))
     s.add_argument("epochs", type=int)
+    s.add_argument("--noise", default="gaussian", choices=("gaussian", "pcm", "pcm-drift"))
+    s.add_argument("--pcm-scale", type=float, default=1.0, help="HWAConfig.pcm_scale")
     s.add_argument("--work", default="results/joshi2020-probes")
     s.add_argument("--out", default="results/joshi2020-probes/sweep.jsonl")
     c = sub.add_parser("components")

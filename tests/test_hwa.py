@@ -13,7 +13,7 @@ from aimc.data import CifarLoader
 from aimc.devices import PCM
 from aimc.functional import tile as ft
 from aimc.training import HWAConfig, clip_weights, prepare_hwa, remove_hwa, train_hwa
-from aimc.training.hwa import load_checkpoint, pcm_weight_std, quantize_ste
+from aimc.training.hwa import load_checkpoint, pcm_drift_weight, pcm_weight_std, quantize_ste
 
 
 def _linear(n_in=64, n_out=48, seed=0, config=None):
@@ -88,6 +88,64 @@ def test_pcm_noise_needs_a_device_with_programming_noise():
     layer = _linear()  # IdealDevice
     with pytest.raises(ValueError, match="noise='pcm'"):
         prepare_hwa(layer, HWAConfig(noise="pcm"))
+
+
+def test_pcm_drift_weight_programming_noise_at_t0():
+    # t = 0, no drift, no read noise: only programming noise (pcm-model.md sec. 2). A weight
+    # at max|W| puts G+ at g_max (sigma 1.05538 uS) and G- at 0, where the noise is clipped
+    # at 0: G- = max(0, 0.26348 N), mean 0.26348/sqrt(2 pi), variance 0.26348^2 (1/2 - 1/2pi).
+    dev = PCM(drift_scale=0.0, read_noise_scale=0.0)
+    w = torch.full((200_000,), 0.3)
+    dev_w = pcm_drift_weight(w, dev, 0.0, torch.Generator().manual_seed(0)) - w
+    s = 25.0 / 0.3
+    c0, sig = 0.26348, 1.05538
+    mean = -c0 / math.sqrt(2 * math.pi) / s
+    std = math.sqrt(sig**2 + c0**2 * (0.5 - 1 / (2 * math.pi))) / s
+    # 2e5 samples: the mean's standard error is 0.2% of std, the std's 0.16%.
+    assert float(dev_w.mean()) == pytest.approx(mean, abs=0.01 * std)
+    assert float(dev_w.std()) == pytest.approx(std, rel=0.01)
+
+
+def test_pcm_drift_weight_state_dependent_drift_after_gdc():
+    # Drift alone (no noise, no nu spread): |w| = max drifts with nu = 0.049 (the clip),
+    # |w| = max/10 with nu = -0.0155 ln 0.1 + 0.0244 = 0.06009 (sec. 3); GDC rescales by
+    # sum g_prog / sum g(t), so large weights grow back and small ones stay compressed.
+    dev = PCM(prog_noise_scale=0.0, read_noise_scale=0.0, drift_sigma_min=0.0,
+              drift_sigma_max=0.0, drift_sigma_a=0.0, drift_sigma_b=0.0)
+    w = torch.tensor([1.0, -1.0, 0.1, -0.1])
+    t = 86_400.0
+    got = pcm_drift_weight(w, dev, t)
+    k = (t + 20.0) / 20.0
+    f_big, f_small = k ** -0.049, k ** -(-0.0155 * math.log(0.1) + 0.0244)
+    alpha = (2 * 1.0 + 2 * 0.1) / (2 * f_big + 2 * 0.1 * f_small)
+    want = torch.tensor([f_big, -f_big, 0.1 * f_small, -0.1 * f_small]) * alpha
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    assert float(got[2]) < 0.1 * 0.95  # small weights lose > 5% after one day
+    # one drift exponent for every device: GDC undoes drift exactly
+    flat = PCM(prog_noise_scale=0.0, read_noise_scale=0.0, drift_mu_min=0.06,
+               drift_mu_max=0.06, drift_sigma_min=0.0, drift_sigma_max=0.0)
+    torch.testing.assert_close(pcm_drift_weight(w, flat, t), w, rtol=1e-5, atol=1e-7)
+    # scale multiplies the deviation
+    torch.testing.assert_close(pcm_drift_weight(w, dev, t, scale=2.0), w + 2 * (got - w),
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_pcm_drift_noise_in_training_is_seeded_and_grows_with_time():
+    def deviation(t_min, t_max, seed=4):
+        layer = _linear(64, 64, config=presets.pcm_joshi2020())
+        prepare_hwa(layer, HWAConfig(noise="pcm-drift", t_min=t_min, t_max=t_max), seed=seed)
+        layer.train()
+        return _noisy_weights(layer, 8) - layer.weight.detach()
+
+    a, b = deviation(1.0, 1.0), deviation(1.0, 1.0)
+    assert torch.equal(a, b)
+    assert not torch.equal(a[0], a[1])  # fresh per mini-batch
+    # read noise and drift spread grow with time: after a year the error is larger
+    assert float(deviation(3e7, 3e7).std()) > 1.3 * float(a.std())
+    with pytest.raises(ValueError, match="t_max"):
+        HWAConfig(noise="pcm-drift", t_min=10.0, t_max=1.0)
+    with pytest.raises(ValueError, match="noise='pcm-drift'"):
+        prepare_hwa(_linear(), HWAConfig(noise="pcm-drift"))
 
 
 def test_backward_uses_noisy_weights_and_updates_clean_ones():

@@ -204,8 +204,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="training images for DAC ranges and AdaBS (default 2000)")
     p.add_argument("--chips", type=int, help="chips of the main study (default 5)")
     p.add_argument("--ablation-chips", type=int, help="chips of each ablation (default 5)")
-    p.add_argument("--noise", default="gaussian", choices=("gaussian", "pcm"),
-                   help="HWA weight-noise kind")
+    p.add_argument("--noise", default="gaussian", choices=("gaussian", "pcm", "pcm-drift"),
+                   help="HWA weight-noise kind (aimc.training.HWAConfig.noise)")
+    p.add_argument("--pcm-scale", type=float, default=1.0,
+                   help="scale of the 'pcm' and 'pcm-drift' noise (HWAConfig.pcm_scale)")
     p.add_argument("--eta", type=float, default=0.04, help="HWA noise std / max|W|")
     p.add_argument("--clip-sigma", type=float, default=2.5, help="HWA weight clipping")
     p.add_argument("--hwa-periphery", action="store_true",
@@ -241,6 +243,8 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("adabs_augment", "hwa_periphery"):
         if getattr(args, key):
             study[key] = True
+    if args.pcm_scale != 1.0:
+        study["pcm_scale"] = args.pcm_scale
     return study
 
 
@@ -305,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"FP32 fine-tuned: {100 * fp32_acc:.2f}%")
 
     cfg = presets.pcm_joshi2020()
-    hwa_cfg = HWAConfig(noise=args.noise, eta=args.eta, clip_sigma=args.clip_sigma,
+    hwa_cfg = HWAConfig(noise=args.noise, eta=args.eta, pcm_scale=args.pcm_scale,
+                        clip_sigma=args.clip_sigma,
                         dac_adc=args.hwa_periphery, out_noise=args.hwa_periphery)
     hwa = convert(base, cfg)
     hwa_hist = _finetune(hwa, train, calib, args, hwa_cfg, work / "hwa.ckpt.pt", "HWA fine-tune",

@@ -35,7 +35,7 @@ from ..functional import tile as ft
 from ..nn.convert import analog_layers
 from ..nn.layers import AnalogLayerMixin, mix_seed
 
-NOISE_KINDS = ("none", "gaussian", "pcm")
+NOISE_KINDS = ("none", "gaussian", "pcm", "pcm-drift")
 CHECKPOINT_FORMAT = "aimc-hwa-1"
 
 
@@ -45,12 +45,20 @@ class HWAConfig:
 
     noise: str = "gaussian"
     """Weight noise in training: "gaussian" (std = eta * max|W| of the layer), "pcm"
-    (per weight, the PCM programming noise of its mapped conductance pair) or "none"."""
+    (per weight, the PCM programming noise of its mapped conductance pair), "pcm-drift"
+    (the whole device chain: programming, drift with its device-to-device spread and read
+    noise at a random time in [t_min, t_max], then global drift compensation) or "none"."""
     eta: float = 0.04
     """Relative std of the "gaussian" noise, in units of the layer's max|W| (0.02-0.1
     typical; 0.04 is about the PCM programming noise at g_max, 1.06 uS / 25 uS)."""
     pcm_scale: float = 1.0
-    """Multiplies the std of the "pcm" noise (1 = the device model's sigma_prog)."""
+    """Multiplies the std of the "pcm" noise (1 = the device model's sigma_prog) and the
+    deviation of the "pcm-drift" weights from the clean ones (1 = the device model)."""
+    t_min: float = 1.0
+    """"pcm-drift": shortest read time in s after programming."""
+    t_max: float = 31_536_000.0
+    """"pcm-drift": longest read time in s (one year); each layer draws a fresh time per
+    mini-batch, log-uniform in [t_min, t_max]."""
     clip_sigma: float = 2.5
     """After each optimizer step clip each analog layer's weights to +- clip_sigma times
     their standard deviation; 0 = no clipping."""
@@ -70,6 +78,15 @@ class HWAConfig:
             if not (ok and math.isfinite(value) and 0 <= value <= 100):
                 raise ValueError(f"HWAConfig.{name} must be a number in [0, 100], "
                                  f"got {value!r}")
+        for name in ("t_min", "t_max"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                    and math.isfinite(value) and value >= 0):
+                raise ValueError(f"HWAConfig.{name} must be a number of seconds >= 0, "
+                                 f"got {value!r}")
+        if self.t_max < self.t_min:
+            raise ValueError(f"HWAConfig.t_max must be >= t_min, got {self.t_max} < "
+                             f"{self.t_min}")
         for name in ("dac_adc", "out_noise"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"HWAConfig.{name} must be true or false, "
@@ -100,6 +117,27 @@ def pcm_weight_std(w: Tensor, device: Any, scale: float = 1.0) -> Tensor:
     sig = device.prog_noise_std(g_target)
     sig0 = device.prog_noise_std(torch.zeros((), dtype=w.dtype, device=w.device))
     return scale * torch.sqrt(sig * sig + sig0 * sig0) * (w_max / device.g_max)
+
+
+def pcm_drift_weight(w: Tensor, device: Any, t: float, generator: torch.Generator | None = None,
+                     scale: float = 1.0) -> Tensor:
+    """The weights a PCM chip holds t s after programming, drift-compensated (no gradient).
+
+    pcm-model.md sec. 1-4 and 6 (Joshi 2020 Methods): map with s = g_max / max|W| onto a
+    differential pair (G+ = s w for w > 0, else G- = -s w), program both devices
+    (programming noise, drift exponent with its spread), read them at time t (drift and
+    1/f read noise), rescale by the global factor sum(g_prog) / sum(g(t)) that GDC
+    applies, and map back to weight units. ``scale`` multiplies the deviation from ``w``.
+    """
+    w = w.detach()
+    w_max = w.abs().max().clamp_min(1e-30)
+    s = device.g_max / w_max
+    g_target = torch.stack([(s * w).clamp_min(0.0), (-s * w).clamp_min(0.0)])
+    g_prog, nu = device.program(g_target, generator)
+    g_t = device.read(g_prog, nu, t, generator)
+    alpha = g_prog.sum() / g_t.sum().clamp_min(1e-30)
+    w_t = (g_t[0] - g_t[1]) * (alpha / s)
+    return w + scale * (w_t.to(w.dtype) - w)
 
 
 def round_ste(x: Tensor) -> Tensor:
@@ -147,6 +185,15 @@ class NoiseInjection:
         cfg = self.config
         if cfg.noise == "none":
             return w
+        if cfg.noise == "pcm-drift":
+            # One read time per layer and mini-batch, log-uniform: the chip is read at
+            # every age from t_min to t_max.
+            u = float(torch.rand((), generator=self.generator))
+            lo, hi = math.log(cfg.t_min + 1e-9), math.log(cfg.t_max + 1e-9)
+            t = math.exp(lo + u * (hi - lo))
+            w_chip = pcm_drift_weight(w, layer.analog_config.device, t, self.generator,
+                                      cfg.pcm_scale)
+            return w + (w_chip.to(w.device) - w.detach())
         if cfg.noise == "gaussian":
             if not cfg.eta:
                 return w
@@ -204,11 +251,11 @@ def prepare_hwa(model: nn.Module, config: HWAConfig | None = None, seed: int = 0
     config = config if config is not None else HWAConfig()
     if not isinstance(config, HWAConfig):
         raise TypeError(f"config must be an HWAConfig, got {type(config).__name__}")
-    if config.noise == "pcm":
+    if config.noise in ("pcm", "pcm-drift"):
         for name, layer in analog_layers(model):
             if not hasattr(layer.analog_config.device, "prog_noise_std"):
-                raise ValueError(f"HWAConfig.noise='pcm' needs a device with programming "
-                                 f"noise; layer '{name}' has "
+                raise ValueError(f"HWAConfig.noise='{config.noise}' needs a PCM-like device; "
+                                 f"layer '{name}' has "
                                  f"{type(layer.analog_config.device).__name__}")
     hook = NoiseInjection(config, torch.Generator().manual_seed(seed))
     for _, layer in analog_layers(model):
@@ -280,7 +327,9 @@ def train_hwa(model: nn.Module, loader: Iterable, epochs: int, *,
     path = Path(checkpoint) if checkpoint is not None else None
     if path is not None and path.is_file():
         state = load_checkpoint(path)
-        if state["config"] != config.to_dict():
+        # Fields added since the checkpoint was written count as their defaults.
+        saved = {**HWAConfig().to_dict(), **state["config"]}
+        if saved != config.to_dict():
             raise ValueError(f"checkpoint {path} was written with HWAConfig "
                              f"{state['config']}, not {config.to_dict()}; use another path")
         model.load_state_dict(state["model"])
@@ -352,6 +401,7 @@ __all__ = [
     "clip_weights",
     "gaussian_weight_std",
     "load_checkpoint",
+    "pcm_drift_weight",
     "pcm_weight_std",
     "prepare_hwa",
     "quantize_ste",
