@@ -3,10 +3,14 @@
 ``sweep ETA PERIPHERY EPOCHS [--noise KIND --pcm-scale S]``: an HWA fine-tune from the
 pretrained checkpoint with the study's recipe (joshi2020._finetune), then GDC accuracy at
 1 s and 1 day on 3 chips and the first 3,000 test images; appends one JSON line to ``--out``.
+``--trained FILE`` evaluates an already trained network that way instead.
 
 ``components CHECKPOINT``: the HWA network on 2 chips, 2,000 test images, GDC at 1 s and
 1 day, with each non-ideality of the PCM preset removed in turn (drift variability, read
 noise, programming noise, the tile periphery); prints one line per case.
+
+``gdc CHECKPOINT``: GDC with one factor per layer against one per output column, on the
+study's 5 chips at 1 s, 1 day and 1 year, 2,000 test images; one line per chip and time.
 
 ``bnstats CHECKPOINT``: in digital, the network's batch-norm statistics re-estimated (as
 AdaBS does) from clean or crop+flip training images, or from 2,000 clean test images;
@@ -14,7 +18,7 @@ accuracy on the other 8,000 test images; prints one line per case.
 
     python benchmarks/joshi2020_probes.py --data-dir /tmp/aimc-cifar10 sweep 0.04 0 2
     python benchmarks/joshi2020_probes.py --data-dir /tmp/aimc-cifar10 components \\
-        docs/results/joshi2020_hwa_resnet32.pt          # or bnstats
+        docs/results/joshi2020-gauss3ep_hwa_resnet32.pt          # or bnstats
 """
 
 from __future__ import annotations
@@ -56,7 +60,8 @@ def sweep(args: argparse.Namespace) -> None:
     train = CifarLoader(x, y, 128, shuffle=True, augment=True, seed=0, drop_last=True, **NORM)
     calib = CifarLoader(xc, yc, 200, **NORM)
     test = CifarLoader(xt[:3000], yt[:3000], 100, **NORM)
-    net = aimc.convert(aimc.models.resnet32_cifar(DEFAULT_PRETRAINED), aimc.presets.pcm_joshi2020())
+    start_from = args.trained or DEFAULT_PRETRAINED
+    net = aimc.convert(aimc.models.resnet32_cifar(start_from), aimc.presets.pcm_joshi2020())
     per = bool(args.periphery)
     hwa = HWAConfig(noise=args.noise, eta=args.eta, pcm_scale=args.pcm_scale, clip_sigma=2.5,
                     dac_adc=per, out_noise=per)
@@ -64,8 +69,9 @@ def sweep(args: argparse.Namespace) -> None:
     ckpt = Path(args.work) / f"sweep_{args.eta}_{int(per)}_{args.epochs}{tag}.pt"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    _finetune(net, train, calib, argparse.Namespace(lr=0.01, epochs=args.epochs, seed=0), hwa,
-              ckpt, "hwa", False)
+    if not args.trained:
+        _finetune(net, train, calib, argparse.Namespace(lr=0.01, epochs=args.epochs, seed=0),
+                  hwa, ckpt, "hwa", False)
     train_s = time.time() - start
     net.eval()
     digital = aimc.accuracy(aimc.to_digital(net).eval(), test)
@@ -74,6 +80,8 @@ def sweep(args: argparse.Namespace) -> None:
     row = {"noise": args.noise, "pcm_scale": args.pcm_scale, "eta": args.eta,
            "periphery": per, "epochs": args.epochs, "train_s": train_s, "digital": digital,
            **{str(t): a for t, a in acc.items()}}
+    if args.trained:  # evaluated only; the settings above describe how it was trained
+        row = {"trained": args.trained, **row, "train_s": None}
     print(json.dumps(row), flush=True)
     with open(args.out, "a") as f:
         f.write(json.dumps(row) + "\n")
@@ -109,6 +117,25 @@ def components(args: argparse.Namespace) -> None:
         print(f"{name:22s} 1 s {acc[1.0]:.4f}  1 day {acc[86_400.0]:.4f}", flush=True)
 
 
+def gdc(args: argparse.Namespace) -> None:
+    x, y = load_cifar10(args.data_dir, "train")
+    xt, yt = load_cifar10(args.data_dir, "test")
+    xc, yc = _subset(x, y, 2000, 2)
+    calib = CifarLoader(xc, yc, 200, **NORM)
+    test = CifarLoader(xt[:2000], yt[:2000], 100, **NORM)
+    net = aimc.convert(aimc.models.resnet32_cifar(args.checkpoint),
+                       aimc.presets.pcm_joshi2020()).eval()
+    aimc.calibrate_inputs(net, calib, batches=10)
+    for chip in range(5):
+        aimc.program(net, seed=chip)  # the study's chips: seed + c with seed 0
+        for t in (1.0, 86_400.0, 31_536_000.0):
+            aimc.drift(net, t)
+            per_layer = aimc.accuracy(aimc.compensate(net, "gdc"), test)
+            per_column = aimc.accuracy(aimc.compensate(net, "gdc", per_column=True), test)
+            print(f"chip {chip}  t {t:>10.0f} s  GDC per layer {per_layer:.4f}  "
+                  f"per column {per_column:.4f}", flush=True)
+
+
 def bnstats(args: argparse.Namespace) -> None:
     x, y = load_cifar10(args.data_dir, "train")
     xt, yt = load_cifar10(args.data_dir, "test")
@@ -136,15 +163,19 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("epochs", type=int)
     s.add_argument("--noise", default="gaussian", choices=("gaussian", "pcm", "pcm-drift"))
     s.add_argument("--pcm-scale", type=float, default=1.0, help="HWAConfig.pcm_scale")
+    s.add_argument("--trained", help="skip the fine-tune: evaluate this ResNet-32 state dict "
+                                     "(e.g. the study's joshi2020_hwa_resnet32.pt) the same way")
     s.add_argument("--work", default="results/joshi2020-probes")
     s.add_argument("--out", default="results/joshi2020-probes/sweep.jsonl")
     c = sub.add_parser("components")
     c.add_argument("checkpoint")
+    g = sub.add_parser("gdc")
+    g.add_argument("checkpoint")
     b = sub.add_parser("bnstats")
     b.add_argument("checkpoint")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    {"sweep": sweep, "components": components, "bnstats": bnstats}[args.probe](args)
+    {"sweep": sweep, "components": components, "gdc": gdc, "bnstats": bnstats}[args.probe](args)
     return 0
 
 

@@ -150,3 +150,34 @@ def test_study_adabs_images_are_augmented_unless_clean(tmp_path):
     assert "adabs_augment" not in study("--adabs-clean")
     with pytest.raises(SystemExit, match="exclude each other"):
         study("--adabs-clean", "--adabs-augment")
+
+
+def test_study_runs_end_to_end_on_tiny_data_and_resumes(tmp_path):
+    # The whole study on 30 fake training and 12 test images, a random ResNet-32 as the
+    # "pretrained" network, with the default pcm-drift noise; then the same command again
+    # must reuse every saved number and rewrite identical results.
+    import json
+
+    from aimc import models
+    from aimc.experiments import joshi2020
+
+    _write_fake(tmp_path, n_per_batch=6)
+    torch.manual_seed(0)
+    ckpt = tmp_path / "r32.th"
+    torch.save(models.resnet32_cifar().state_dict(), ckpt)
+    out = tmp_path / "out"
+    argv = ["--data-dir", str(tmp_path), "--out", str(out), "--pretrained", str(ckpt),
+            "--quick", "--test-images", "12", "--calib-images", "10", "--chips", "1",
+            "--batch", "10", "--no-progress", "--threads", "1"]
+    assert joshi2020.main(argv) == 0
+    first = json.loads((out / "joshi2020.json").read_text())
+    assert first["config"]["hwa"]["noise"] == "pcm-drift"
+    methods = {r["method"] for r in first["rows"] if "t_s" in r}
+    assert {"pcm+gdc", "pcm+adabs", "pcm+gdc+adabs", "fp32-trained+pcm+gdc",
+            "first-last-digital+pcm+gdc+adabs"} <= methods
+    assert len([r for r in first["rows"] if r["method"] == "pcm+gdc"]) == 5  # 5 times
+    state = json.loads((out / "work" / "state.json").read_text())
+    assert joshi2020.main(argv) == 0
+    again = json.loads((out / "joshi2020.json").read_text())
+    assert again["rows"] == first["rows"]
+    assert json.loads((out / "work" / "state.json").read_text())["values"] == state["values"]

@@ -195,7 +195,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="ResNet-32 checkpoint to fine-tune from (ImageNet normalisation)")
     p.add_argument("--quick", action="store_true",
                    help=f"smoke run: {QUICK} unless given explicitly")
-    p.add_argument("--epochs", type=int, help="fine-tune epochs of each network (default 3)")
+    p.add_argument("--epochs", type=int, help="fine-tune epochs of each network (default 10)")
     p.add_argument("--lr", type=float, default=0.01, help="initial LR, cosine to 0")
     p.add_argument("--batch", type=int, default=128, help="training batch size")
     p.add_argument("--train-images", type=int, help="training images used (default all)")
@@ -204,7 +204,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="training images for DAC ranges and AdaBS (default 2000)")
     p.add_argument("--chips", type=int, help="chips of the main study (default 5)")
     p.add_argument("--ablation-chips", type=int, help="chips of each ablation (default 5)")
-    p.add_argument("--noise", default="gaussian", choices=("gaussian", "pcm", "pcm-drift"),
+    p.add_argument("--noise", default="pcm-drift", choices=("gaussian", "pcm", "pcm-drift"),
                    help="HWA weight-noise kind (aimc.training.HWAConfig.noise)")
     p.add_argument("--pcm-scale", type=float, default=1.0,
                    help="scale of the 'pcm' and 'pcm-drift' noise (HWAConfig.pcm_scale)")
@@ -225,7 +225,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _resolve(args: argparse.Namespace) -> dict[str, Any]:
-    full = {"epochs": 3, "train_images": 0, "test_images": 0, "chips": 5,
+    full = {"epochs": 10, "train_images": 0, "test_images": 0, "chips": 5,
             "ablation_chips": 5, "calib_images": 2000}
     for key, value in (QUICK if args.quick else full).items():
         if getattr(args, key) is None:
