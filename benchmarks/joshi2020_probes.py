@@ -2,7 +2,8 @@
 
 ``sweep ETA PERIPHERY EPOCHS [--noise KIND --pcm-scale S]``: an HWA fine-tune from the
 pretrained checkpoint with the study's recipe (joshi2020._finetune), then GDC accuracy at
-1 s and 1 day on 3 chips and the first 3,000 test images; appends one JSON line to ``--out``.
+1 s and 1 day (and GDC+AdaBS, as the study calibrates it) on 3 chips and the first 3,000
+test images; appends one JSON line to ``--out``.
 ``--trained FILE`` evaluates an already trained network that way instead.
 
 ``components CHECKPOINT``: the HWA network on 2 chips, 2,000 test images, GDC at 1 s and
@@ -36,21 +37,26 @@ from aimc.config import AnalogConfig, MappingConfig, TileConfig
 from aimc.data.cifar import IMAGENET_MEAN, IMAGENET_STD, CifarLoader, load_cifar10
 from aimc.devices import PCM
 from aimc.experiments.joshi2020 import DEFAULT_PRETRAINED, _finetune, _subset, reestimate_bn
-from aimc.training.hwa import HWAConfig
+from aimc.training.hwa import CHECKPOINT_FORMAT, HWAConfig, load_checkpoint
 
 NORM = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
 
 
-def _gdc_accuracy(net: torch.nn.Module, test: CifarLoader, chips: int) -> dict[float, float]:
-    """Mean GDC accuracy over ``chips`` chips at 1 s and 1 day."""
-    acc: dict[float, list[float]] = {1.0: [], 86_400.0: []}
+def _gdc_accuracy(net: torch.nn.Module, test: CifarLoader, chips: int,
+                  adabs: CifarLoader | None = None) -> dict[str, float]:
+    """Mean GDC accuracy over ``chips`` chips at 1 s and 1 day ("1.0", "86400.0"); with
+    ``adabs`` (calibration images) also GDC+AdaBS ("1.0 gdc+adabs", ...)."""
+    acc: dict[str, list[float]] = {}
     for seed in range(chips):
         aimc.program(net, seed=seed)
-        for t in acc:
+        for t in (1.0, 86_400.0):
             aimc.drift(net, t)
             aimc.compensate(net, "gdc")
-            acc[t].append(aimc.accuracy(net, test))
-    return {t: sum(v) / len(v) for t, v in acc.items()}
+            acc.setdefault(str(t), []).append(aimc.accuracy(net, test))
+            if adabs is not None:
+                aimc.compensate(net, "gdc+adabs", loader=adabs)
+                acc.setdefault(f"{t} gdc+adabs", []).append(aimc.accuracy(net, test))
+    return {k: sum(v) / len(v) for k, v in acc.items()}
 
 
 def sweep(args: argparse.Namespace) -> None:
@@ -60,8 +66,15 @@ def sweep(args: argparse.Namespace) -> None:
     train = CifarLoader(x, y, 128, shuffle=True, augment=True, seed=0, drop_last=True, **NORM)
     calib = CifarLoader(xc, yc, 200, **NORM)
     test = CifarLoader(xt[:3000], yt[:3000], 100, **NORM)
-    start_from = args.trained or DEFAULT_PRETRAINED
+    trained_hwa = None
+    if args.trained and torch.load(args.trained, weights_only=True).get("format") == \
+            CHECKPOINT_FORMAT:  # a sweep's own training checkpoint
+        trained_hwa = load_checkpoint(args.trained)["model"]
+    start_from = DEFAULT_PRETRAINED if trained_hwa is not None else (
+        args.trained or DEFAULT_PRETRAINED)
     net = aimc.convert(aimc.models.resnet32_cifar(start_from), aimc.presets.pcm_joshi2020())
+    if trained_hwa is not None:
+        net.load_state_dict(trained_hwa)
     per = bool(args.periphery)
     hwa = HWAConfig(noise=args.noise, eta=args.eta, pcm_scale=args.pcm_scale, clip_sigma=2.5,
                     dac_adc=per, out_noise=per)
@@ -76,10 +89,11 @@ def sweep(args: argparse.Namespace) -> None:
     net.eval()
     digital = aimc.accuracy(aimc.to_digital(net).eval(), test)
     aimc.calibrate_inputs(net, calib, batches=10)
-    acc = _gdc_accuracy(net, test, chips=3)
+    adabs = CifarLoader(xc, yc, 200, augment=True, seed=0, **NORM)  # as the study's
+    acc = _gdc_accuracy(net, test, chips=3, adabs=adabs)
     row = {"noise": args.noise, "pcm_scale": args.pcm_scale, "eta": args.eta,
            "periphery": per, "epochs": args.epochs, "train_s": train_s, "digital": digital,
-           **{str(t): a for t, a in acc.items()}}
+           **acc}
     if args.trained:  # evaluated only; the settings above describe how it was trained
         row = {"trained": args.trained, **row, "train_s": None}
     print(json.dumps(row), flush=True)
@@ -114,7 +128,7 @@ def components(args: argparse.Namespace) -> None:
         if cfg.tile.input_range == "static":
             aimc.calibrate_inputs(analog, calib, batches=10)
         acc = _gdc_accuracy(analog, test, chips=2)
-        print(f"{name:22s} 1 s {acc[1.0]:.4f}  1 day {acc[86_400.0]:.4f}", flush=True)
+        print(f"{name:22s} 1 s {acc['1.0']:.4f}  1 day {acc['86400.0']:.4f}", flush=True)
 
 
 def gdc(args: argparse.Namespace) -> None:
@@ -164,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--noise", default="gaussian", choices=("gaussian", "pcm", "pcm-drift"))
     s.add_argument("--pcm-scale", type=float, default=1.0, help="HWAConfig.pcm_scale")
     s.add_argument("--trained", help="skip the fine-tune: evaluate this ResNet-32 state dict "
-                                     "(e.g. the study's joshi2020_hwa_resnet32.pt) the same way")
+                                     "(e.g. the study's joshi2020_hwa_resnet32.pt) or a sweep "
+                                     "checkpoint the same way")
     s.add_argument("--work", default="results/joshi2020-probes")
     s.add_argument("--out", default="results/joshi2020-probes/sweep.jsonl")
     c = sub.add_parser("components")
