@@ -28,31 +28,19 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor
 
+from .registry import build, registrar
+
 PULSED_DEVICES: dict[str, type] = {}
 """Pulsed device models by name (``make_pulsed_device(name, **fields)``)."""
 
 
-def register_pulsed_device(name: str):
-    """Class decorator: make a pulsed device dataclass available under ``name``."""
-
-    def wrap(cls: type) -> type:
-        if name in PULSED_DEVICES:
-            raise ValueError(f"pulsed device name {name!r} is already registered")
-        PULSED_DEVICES[name] = cls
-        cls.name = name
-        return cls
-
-    return wrap
+register_pulsed_device = registrar(PULSED_DEVICES, "pulsed device")
+"""Class decorator: make a pulsed device dataclass available under ``name``."""
 
 
 def make_pulsed_device(name: str, **params: Any):
     """Build the pulsed device registered as ``name`` with the given fields."""
-    try:
-        cls = PULSED_DEVICES[name]
-    except KeyError:
-        raise ValueError(f"pulsed device: unknown name {name!r}; "
-                         f"registered: {sorted(PULSED_DEVICES)}") from None
-    return cls(**params)
+    return build(PULSED_DEVICES, name, "pulsed device: unknown name", **params)
 
 
 class PulsedDevice(Protocol):
