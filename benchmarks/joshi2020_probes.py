@@ -101,12 +101,17 @@ def sweep(args: argparse.Namespace) -> None:
         f.write(json.dumps(row) + "\n")
 
 
-def components(args: argparse.Namespace) -> None:
-    x, y = load_cifar10(args.data_dir, "train")
-    xt, yt = load_cifar10(args.data_dir, "test")
+def _calib_and_test(data_dir: str) -> tuple[CifarLoader, CifarLoader]:
+    """2,000 training images for the DAC ranges, the first 2,000 test images."""
+    x, y = load_cifar10(data_dir, "train")
+    xt, yt = load_cifar10(data_dir, "test")
     xc, yc = _subset(x, y, 2000, 2)
-    calib = CifarLoader(xc, yc, 200, **NORM)
-    test = CifarLoader(xt[:2000], yt[:2000], 100, **NORM)
+    return (CifarLoader(xc, yc, 200, **NORM),
+            CifarLoader(xt[:2000], yt[:2000], 100, **NORM))
+
+
+def components(args: argparse.Namespace) -> None:
+    calib, test = _calib_and_test(args.data_dir)
     net = aimc.models.resnet32_cifar(args.checkpoint).eval()
     print("digital", aimc.accuracy(net, test), flush=True)
     pcm = aimc.presets.pcm_joshi2020()
@@ -132,11 +137,7 @@ def components(args: argparse.Namespace) -> None:
 
 
 def gdc(args: argparse.Namespace) -> None:
-    x, y = load_cifar10(args.data_dir, "train")
-    xt, yt = load_cifar10(args.data_dir, "test")
-    xc, yc = _subset(x, y, 2000, 2)
-    calib = CifarLoader(xc, yc, 200, **NORM)
-    test = CifarLoader(xt[:2000], yt[:2000], 100, **NORM)
+    calib, test = _calib_and_test(args.data_dir)
     net = aimc.convert(aimc.models.resnet32_cifar(args.checkpoint),
                        aimc.presets.pcm_joshi2020()).eval()
     aimc.calibrate_inputs(net, calib, batches=10)
