@@ -128,6 +128,8 @@ def pcm_drift_weight(w: Tensor, device: Any, t: float, generator: torch.Generato
     (programming noise, drift exponent with its spread), read them at time t (drift and
     1/f read noise), rescale by the global factor sum(g_prog) / sum(g(t)) that GDC
     applies, and map back to weight units. ``scale`` multiplies the deviation from ``w``.
+    One scale s for the whole layer: the chip's per-tile scales differ only in layers split
+    over several tiles, where this slightly overstates the noise of the smaller tiles.
     """
     w = w.detach()
     w_max = w.abs().max().clamp_min(1e-30)
