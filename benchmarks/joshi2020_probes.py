@@ -37,7 +37,7 @@ from aimc.config import AnalogConfig, MappingConfig, TileConfig
 from aimc.data.cifar import IMAGENET_MEAN, IMAGENET_STD, CifarLoader, load_cifar10
 from aimc.devices import PCM
 from aimc.experiments.joshi2020 import DEFAULT_PRETRAINED, _finetune, _subset, reestimate_bn
-from aimc.training.hwa import CHECKPOINT_FORMAT, HWAConfig, load_checkpoint
+from aimc.training.hwa import CHECKPOINT_FORMAT, HWAConfig
 
 NORM = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
 
@@ -66,15 +66,13 @@ def sweep(args: argparse.Namespace) -> None:
     train = CifarLoader(x, y, 128, shuffle=True, augment=True, seed=0, drop_last=True, **NORM)
     calib = CifarLoader(xc, yc, 200, **NORM)
     test = CifarLoader(xt[:3000], yt[:3000], 100, **NORM)
-    trained_hwa = None
-    if args.trained and torch.load(args.trained, weights_only=True).get("format") == \
-            CHECKPOINT_FORMAT:  # a sweep's own training checkpoint
-        trained_hwa = load_checkpoint(args.trained)["model"]
-    start_from = DEFAULT_PRETRAINED if trained_hwa is not None else (
-        args.trained or DEFAULT_PRETRAINED)
-    net = aimc.convert(aimc.models.resnet32_cifar(start_from), aimc.presets.pcm_joshi2020())
-    if trained_hwa is not None:
-        net.load_state_dict(trained_hwa)
+    # --trained: a plain ResNet-32 state dict, or a sweep's own training checkpoint.
+    state = torch.load(args.trained, weights_only=True) if args.trained else None
+    sweep_ckpt = isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT
+    plain = args.trained if args.trained and not sweep_ckpt else DEFAULT_PRETRAINED
+    net = aimc.convert(aimc.models.resnet32_cifar(plain), aimc.presets.pcm_joshi2020())
+    if sweep_ckpt:
+        net.load_state_dict(state["model"])
     per = bool(args.periphery)
     hwa = HWAConfig(noise=args.noise, eta=args.eta, pcm_scale=args.pcm_scale, clip_sigma=2.5,
                     dac_adc=per, out_noise=per)
