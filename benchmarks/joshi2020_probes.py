@@ -1,14 +1,15 @@
 """The probes behind docs/joshi2020.md's "What we learned" (ResNet-32, CIFAR-10 JPEG copy).
 
-``sweep ETA PERIPHERY EPOCHS [--noise KIND --pcm-scale S]``: an HWA fine-tune from the
-pretrained checkpoint with the study's recipe (joshi2020._finetune), then GDC accuracy at
-1 s and 1 day (and GDC+AdaBS, as the study calibrates it) on 3 chips and the first 3,000
-test images; appends one JSON line to ``--out``.
+``sweep ETA PERIPHERY EPOCHS [--noise KIND --pcm-scale S --out-noise --lr LR]``: an HWA
+fine-tune from the pretrained checkpoint with the study's recipe (joshi2020._finetune),
+then GDC accuracy at 1 s and 1 day (and GDC+AdaBS, as the study calibrates it) on 3 chips
+and the first 3,000 test images; appends one JSON line to ``--out``.
 ``--trained FILE`` evaluates an already trained network that way instead.
 
 ``components CHECKPOINT``: the HWA network on 2 chips, 2,000 test images, GDC at 1 s and
 1 day, with each non-ideality of the PCM preset removed in turn (drift variability, read
-noise, programming noise, the tile periphery); prints one line per case.
+noise, programming noise, the tile periphery, its output noise alone, its DAC and ADC
+alone); prints one line per case.
 
 ``gdc CHECKPOINT``: GDC with one factor per layer against one per output column, on the
 study's 5 chips at 1 s, 1 day and 1 year, 2,000 test images; one line per chip and time.
@@ -75,13 +76,15 @@ def sweep(args: argparse.Namespace) -> None:
         net.load_state_dict(state["model"])
     per = bool(args.periphery)
     hwa = HWAConfig(noise=args.noise, eta=args.eta, pcm_scale=args.pcm_scale, clip_sigma=2.5,
-                    dac_adc=per, out_noise=per)
+                    dac_adc=per, out_noise=per or args.out_noise)
     tag = "" if args.noise == "gaussian" else f"_{args.noise}{args.pcm_scale}"
+    tag += "_outnoise" if args.out_noise and not per else ""
+    tag += f"_lr{args.lr}" if args.lr != 0.01 else ""
     ckpt = Path(args.work) / f"sweep_{args.eta}_{int(per)}_{args.epochs}{tag}.pt"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
     if not args.trained:
-        _finetune(net, train, calib, argparse.Namespace(lr=0.01, epochs=args.epochs, seed=0),
+        _finetune(net, train, calib, argparse.Namespace(lr=args.lr, epochs=args.epochs, seed=0),
                   hwa, ckpt, "hwa", False)
     train_s = time.time() - start
     net.eval()
@@ -90,7 +93,9 @@ def sweep(args: argparse.Namespace) -> None:
     adabs = CifarLoader(xc, yc, 200, augment=True, seed=0, **NORM)  # as the study's
     acc = _gdc_accuracy(net, test, chips=3, adabs=adabs)
     row = {"noise": args.noise, "pcm_scale": args.pcm_scale, "eta": args.eta,
-           "periphery": per, "epochs": args.epochs, "train_s": train_s, "digital": digital,
+           "periphery": per, **({"out_noise": True} if args.out_noise else {}),
+           "epochs": args.epochs, **({"lr": args.lr} if args.lr != 0.01 else {}),
+           "train_s": train_s, "digital": digital,
            **acc}
     if args.trained:  # evaluated only; the settings above describe how it was trained
         row = {"trained": args.trained, **row, "train_s": None}
@@ -125,6 +130,10 @@ def components(args: argparse.Namespace) -> None:
         "no read noise": dataclasses.replace(pcm, device=PCM(read_noise_scale=0.0)),
         "no programming noise": dataclasses.replace(pcm, device=PCM(prog_noise_scale=0.0)),
         "ideal periphery": dataclasses.replace(pcm, tile=ideal_tile),
+        "no output noise": dataclasses.replace(
+            pcm, tile=dataclasses.replace(pcm.tile, out_noise=0.0)),
+        "exact DAC and ADC": dataclasses.replace(
+            pcm, tile=dataclasses.replace(pcm.tile, dac_bits=0, adc_bits=0)),
     }
     for name, cfg in cases.items():
         analog = aimc.convert(net, cfg)
@@ -176,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("epochs", type=int)
     s.add_argument("--noise", default="gaussian", choices=("gaussian", "pcm", "pcm-drift"))
     s.add_argument("--pcm-scale", type=float, default=1.0, help="HWAConfig.pcm_scale")
+    s.add_argument("--lr", type=float, default=0.01, help="peak LR of the cosine schedule")
+    s.add_argument("--out-noise", action="store_true",
+                   help="the tiles' output noise in training (HWAConfig.out_noise) without "
+                        "the DAC and ADC")
     s.add_argument("--trained", help="skip the fine-tune: evaluate this ResNet-32 state dict "
                                      "(e.g. the study's joshi2020_hwa_resnet32.pt) or a sweep "
                                      "checkpoint the same way")

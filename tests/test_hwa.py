@@ -13,7 +13,13 @@ from aimc.data import CifarLoader
 from aimc.devices import PCM
 from aimc.functional import tile as ft
 from aimc.training import HWAConfig, clip_weights, prepare_hwa, remove_hwa, train_hwa
-from aimc.training.hwa import load_checkpoint, pcm_drift_weight, pcm_weight_std, quantize_ste
+from aimc.training.hwa import (
+    load_checkpoint,
+    pcm_drift_read,
+    pcm_drift_weight,
+    pcm_weight_std,
+    quantize_ste,
+)
 
 
 def _linear(n_in=64, n_out=48, seed=0, config=None):
@@ -205,6 +211,32 @@ def test_output_noise_in_training_has_tile_std():
     unit = r * layer.weight.detach().abs().max()
     dev = (y - clean) / unit  # normalised units, one tile
     assert abs(float(dev.std()) / 0.04 - 1) < 0.03  # 20000 samples
+
+
+def test_pcm_drift_output_noise_is_amplified_by_the_gdc_gain():
+    # One drift exponent (0.06) and no other noise: after GDC the weights are exact, alpha
+    # = ((t + 20) / 20)^0.06, and the chip's output noise, added before alpha, comes out
+    # alpha times larger (pcm-model.md sec. 5-6).
+    t = 86_400.0
+    flat = PCM(prog_noise_scale=0.0, read_noise_scale=0.0, drift_mu_min=0.06,
+               drift_mu_max=0.06, drift_sigma_min=0.0, drift_sigma_max=0.0)
+    alpha = ((t + 20.0) / 20.0) ** 0.06
+    w0 = torch.randn(48, 64)
+    _, got_alpha = pcm_drift_read(w0, flat, t)
+    assert float(got_alpha) == pytest.approx(alpha, rel=1e-5)
+    cfg = presets.pcm_joshi2020()
+    cfg.device = flat
+    cfg.tile.input_range = "dynamic"
+    layer = _linear(64, 200, config=cfg)
+    prepare_hwa(layer, HWAConfig(noise="pcm-drift", t_min=t, t_max=t, clip_sigma=0.0,
+                                 out_noise=True), seed=3)
+    layer.train()
+    x = torch.randn(100, 64)
+    with torch.no_grad():
+        dev = (layer(x) - F.linear(x, layer.weight))
+    unit = x.abs().amax(dim=1, keepdim=True) * layer.weight.detach().abs().max()
+    # 20000 samples: the std's standard error is 0.5%; alpha = 1.65 is far outside 3%.
+    assert float((dev / unit).std()) / (0.04 * alpha) == pytest.approx(1.0, abs=0.03)
 
 
 def test_dac_adc_in_training_quantises_and_trains():

@@ -107,11 +107,16 @@ def _finetune(model: torch.nn.Module, loader: CifarLoader, calib: CifarLoader,
     A fresh start first clips the weights (HWA) and re-estimates the batch-norm
     statistics on training images: the checkpoint was trained on other pixels (the
     lossless originals), and clipping a pretrained network at 2.5 sigma shifts its
-    activations; a short fine-tune alone would take many steps to re-track them.
+    activations; a short fine-tune alone would take many steps to re-track them. With
+    the periphery in training it also calibrates the static DAC input ranges.
     """
     if not ckpt.is_file():
         clip_weights(model, config.clip_sigma)
         reestimate_bn(model, calib)
+        if config.out_noise or config.dac_adc:
+            # Static DAC ranges, as the chip will use: they set the unit of the output
+            # noise and the ADC step (buffers, so a resume keeps them).
+            calibrate_inputs(model, calib, batches=10)
     opt = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, args.epochs * len(loader)))
     return train_hwa(model, loader, args.epochs, config=config, optimizer=opt,

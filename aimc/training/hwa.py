@@ -123,13 +123,24 @@ def pcm_drift_weight(w: Tensor, device: Any, t: float, generator: torch.Generato
                      scale: float = 1.0) -> Tensor:
     """The weights a PCM chip holds t s after programming, drift-compensated (no gradient).
 
+    The weight part of :func:`pcm_drift_read`, which documents the model.
+    """
+    return pcm_drift_read(w, device, t, generator, scale)[0]
+
+
+def pcm_drift_read(w: Tensor, device: Any, t: float, generator: torch.Generator | None = None,
+                   scale: float = 1.0) -> tuple[Tensor, Tensor]:
+    """The weights a PCM chip holds t s after programming, drift-compensated (no gradient).
+
     pcm-model.md sec. 1-4 and 6 (Joshi 2020 Methods): map with s = g_max / max|W| onto a
     differential pair (G+ = s w for w > 0, else G- = -s w), program both devices
     (programming noise, drift exponent with its spread), read them at time t (drift and
     1/f read noise), rescale by the global factor sum(g_prog) / sum(g(t)) that GDC
     applies, and map back to weight units. ``scale`` multiplies the deviation from ``w``.
-    One scale s for the whole layer: the chip's per-tile scales differ only in layers split
-    over several tiles, where this slightly overstates the noise of the smaller tiles.
+    Returns the weights and alpha (a 0-d tensor): GDC multiplies the tile's analog outputs,
+    and so its output noise, by alpha (sec. 6). One scale s for the whole layer: the chip's
+    per-tile scales differ only in layers split over several tiles, where this slightly
+    overstates the noise of the smaller tiles.
     """
     w = w.detach()
     w_max = w.abs().max().clamp_min(1e-30)
@@ -139,7 +150,7 @@ def pcm_drift_weight(w: Tensor, device: Any, t: float, generator: torch.Generato
     g_t = device.read(g_prog, nu, t, generator)
     alpha = g_prog.sum() / g_t.sum().clamp_min(1e-30)
     w_t = (g_t[0] - g_t[1]) * (alpha / s)
-    return w + scale * (w_t.to(w.dtype) - w)
+    return w + scale * (w_t.to(w.dtype) - w), alpha
 
 
 def round_ste(x: Tensor) -> Tensor:
@@ -183,31 +194,36 @@ class NoiseInjection:
 
     def noisy_weight(self, layer: AnalogLayerMixin) -> Tensor:
         """W + std * N(0, 1), fresh per call; gradients flow to the clean W."""
+        return self._noisy_weight(layer)[0]
+
+    def _noisy_weight(self, layer: AnalogLayerMixin) -> tuple[Tensor, float]:
+        """The noisy weight and the gain GDC applies to the tile outputs (1 but for
+        "pcm-drift", where it is alpha at the drawn read time)."""
         w = layer.weight
         cfg = self.config
         if cfg.noise == "none":
-            return w
+            return w, 1.0
         if cfg.noise == "pcm-drift":
             # One read time per layer and mini-batch, log-uniform: the chip is read at
             # every age from t_min to t_max.
             u = float(torch.rand((), generator=self.generator))
             lo, hi = math.log(cfg.t_min + 1e-9), math.log(cfg.t_max + 1e-9)
             t = math.exp(lo + u * (hi - lo))
-            w_chip = pcm_drift_weight(w, layer.analog_config.device, t, self.generator,
-                                      cfg.pcm_scale)
-            return w + (w_chip.to(w.device) - w.detach())
+            w_chip, alpha = pcm_drift_read(w, layer.analog_config.device, t, self.generator,
+                                           cfg.pcm_scale)
+            return w + (w_chip.to(w.device) - w.detach()), float(alpha)
         if cfg.noise == "gaussian":
             if not cfg.eta:
-                return w
+                return w, 1.0
             std = gaussian_weight_std(w, cfg.eta)
         else:
             std = pcm_weight_std(w, layer.analog_config.device, cfg.pcm_scale)
         noise = torch.randn(w.shape, generator=self.generator, dtype=w.dtype)
-        return w + std * noise.to(w.device)
+        return w + std * noise.to(w.device), 1.0
 
     def __call__(self, layer: AnalogLayerMixin, x: Tensor) -> Tensor:
         cfg = self.config
-        w = self.noisy_weight(layer)
+        w, gain = self._noisy_weight(layer)
         if not (cfg.dac_adc or cfg.out_noise):
             return _forward_with(layer, x, w, layer.bias)
         tile = layer.analog_config.tile
@@ -220,16 +236,20 @@ class NoiseInjection:
         if cfg.dac_adc:
             x = quantize_ste(x, tile.dac_bits, r) if tile.dac_bits else x
         y = _forward_with(layer, x, w, None)
-        # Back to the tile's normalised units: weights / max|W|, inputs / r.
-        unit = w.detach().abs().max().clamp_min(1e-30) * (
+        # Back to the tile's normalised units: weights / max|W| (the clean weights set the
+        # mapping), inputs / r.
+        unit = layer.weight.detach().abs().max().clamp_min(1e-30) * (
             r if isinstance(r, float) else r.reshape(r.shape[0], *[1] * (y.dim() - 1)))
         y_n = y / unit
         if cfg.out_noise and tile.out_noise:
-            # T tiles each add their own noise before the digital sum.
+            # T tiles each add their own noise before the digital sum; GDC's gain (the
+            # drifted tile's alpha) amplifies it with the shrunken signal.
             n_tiles = layer.geometry().n_tiles
             noise = torch.randn(y_n.shape, generator=self.generator, dtype=y_n.dtype)
-            y_n = y_n + (tile.out_noise * math.sqrt(n_tiles)) * noise.to(y_n.device)
+            y_n = y_n + (tile.out_noise * math.sqrt(n_tiles) * gain) * noise.to(y_n.device)
         if cfg.dac_adc and tile.out_bound:
+            # The ADC range follows GDC (alpha applied ahead of the ADC, the chip default):
+            # in the compensated units its step and bound are those of the tile.
             y_n = quantize_ste(y_n, tile.adc_bits, tile.out_bound)
         y = y_n * unit
         if layer.bias is not None:
@@ -403,6 +423,7 @@ __all__ = [
     "clip_weights",
     "gaussian_weight_std",
     "load_checkpoint",
+    "pcm_drift_read",
     "pcm_drift_weight",
     "pcm_weight_std",
     "prepare_hwa",
