@@ -6,8 +6,9 @@ to the PCM preset and trained with :func:`aimc.train_hwa`'s noise injection (Gau
 weight noise, eta 0.04, and clipping at 2.5 sigma after the step), and once more with the
 DAC/ADC and output noise simulated in training too (``HWAConfig(dac_adc=True,
 out_noise=True)``, the study's ``--hwa-periphery``), and with the ``"pcm-drift"`` weight
-noise (the PCM chain at a random age) instead of the Gaussian. Rounds interleave the
-cases; each result is the median of the per-round ratios to the plain step.
+noise (the PCM chain at a random age) instead of the Gaussian, alone and with the output
+noise (``out_noise=True``, amplified by the GDC gain). Rounds interleave the cases; each
+result is the median of the per-round ratios to the plain step.
 
     python benchmarks/bench_hwa.py --out docs/results
 """
@@ -47,25 +48,25 @@ def main(argv: list[str] | None = None) -> int:
     started, t0 = now_utc(), time.perf_counter()
     torch.manual_seed(0)
     plain = aimc.models.resnet32_cifar().train()
-    hwa = aimc.convert(plain, aimc.presets.pcm_joshi2020()).train()
-    cfg = HWAConfig(eta=0.04, clip_sigma=2.5)
-    prepare_hwa(hwa, cfg, seed=0)
-    per_net = aimc.convert(plain, aimc.presets.pcm_joshi2020()).train()
-    per_cfg = HWAConfig(eta=0.04, clip_sigma=2.5, dac_adc=True, out_noise=True)
-    prepare_hwa(per_net, per_cfg, seed=0)
-    drift_net = aimc.convert(plain, aimc.presets.pcm_joshi2020()).train()
-    drift_cfg = HWAConfig(noise="pcm-drift", clip_sigma=2.5)
-    prepare_hwa(drift_net, drift_cfg, seed=0)
+    configs = {
+        "hwa": HWAConfig(eta=0.04, clip_sigma=2.5),
+        "hwa-periphery": HWAConfig(eta=0.04, clip_sigma=2.5, dac_adc=True, out_noise=True),
+        "hwa-pcm-drift": HWAConfig(noise="pcm-drift", clip_sigma=2.5),
+        "hwa-pcm-drift-out-noise": HWAConfig(noise="pcm-drift", clip_sigma=2.5,
+                                             out_noise=True),
+    }
     x = torch.randn(args.batch, 3, 32, 32)
     y = torch.randint(0, 10, (args.batch,))
-    opt_p = torch.optim.SGD(plain.parameters(), lr=1e-3, momentum=0.9)
-    opt_h = torch.optim.SGD(hwa.parameters(), lr=1e-3, momentum=0.9)
-    opt_q = torch.optim.SGD(per_net.parameters(), lr=1e-3, momentum=0.9)
-    opt_d = torch.optim.SGD(drift_net.parameters(), lr=1e-3, momentum=0.9)
-    cases = {"plain": lambda: _step(plain, opt_p, x, y, None),
-             "hwa": lambda: _step(hwa, opt_h, x, y, cfg.clip_sigma),
-             "hwa-periphery": lambda: _step(per_net, opt_q, x, y, per_cfg.clip_sigma),
-             "hwa-pcm-drift": lambda: _step(drift_net, opt_d, x, y, drift_cfg.clip_sigma)}
+
+    def case(model: torch.nn.Module, clip: float | None):
+        opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+        return lambda: _step(model, opt, x, y, clip)
+
+    cases = {"plain": case(plain, None)}
+    for name, cfg in configs.items():
+        net = aimc.convert(plain, aimc.presets.pcm_joshi2020()).train()
+        prepare_hwa(net, cfg, seed=0)
+        cases[name] = case(net, cfg.clip_sigma)
     for fn in cases.values():  # warm-up
         fn(), fn()
     times: dict[str, list[float]] = {k: [] for k in cases}
@@ -98,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
                          command=command.strip(),
                          dataset=f"random 3x32x32 inputs, batch {args.batch}",
                          started=started, runtime_s=time.perf_counter() - t0, rows=rows,
-                         config={"hwa": cfg.to_dict(), "hwa-periphery": per_cfg.to_dict(),
-                                 "hwa-pcm-drift": drift_cfg.to_dict(),
+                         config={**{k: c.to_dict() for k, c in configs.items()},
                                  "optimizer": "SGD momentum 0.9"})
     print(f"wrote {path}")
     return 0

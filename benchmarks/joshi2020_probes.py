@@ -1,9 +1,10 @@
 """The probes behind docs/joshi2020.md's "What we learned" (ResNet-32, CIFAR-10 JPEG copy).
 
-``sweep ETA PERIPHERY EPOCHS [--noise KIND --pcm-scale S --out-noise --lr LR]``: an HWA
-fine-tune from the pretrained checkpoint with the study's recipe (joshi2020._finetune),
-then GDC accuracy at 1 s and 1 day (and GDC+AdaBS, as the study calibrates it) on 3 chips
-and the first 3,000 test images; appends one JSON line to ``--out``.
+``sweep ETA PERIPHERY EPOCHS [--noise KIND --pcm-scale S --out-noise --lr LR --bn-stats B]``:
+an HWA fine-tune from the pretrained checkpoint with the study's recipe
+(joshi2020._finetune), then GDC accuracy at 1 s and 1 day (and GDC+AdaBS, as the study
+calibrates it) on 3 chips and the first 3,000 test images; appends one JSON line to
+``--out``.
 ``--trained FILE`` evaluates an already trained network that way instead.
 
 ``components CHECKPOINT``: the HWA network on 2 chips, 2,000 test images, GDC at 1 s and
@@ -76,10 +77,11 @@ def sweep(args: argparse.Namespace) -> None:
         net.load_state_dict(state["model"])
     per = bool(args.periphery)
     hwa = HWAConfig(noise=args.noise, eta=args.eta, pcm_scale=args.pcm_scale, clip_sigma=2.5,
-                    dac_adc=per, out_noise=per or args.out_noise)
+                    dac_adc=per, out_noise=per or args.out_noise, bn_stats=args.bn_stats)
     tag = "" if args.noise == "gaussian" else f"_{args.noise}{args.pcm_scale}"
     tag += "_outnoise" if args.out_noise and not per else ""
     tag += f"_lr{args.lr}" if args.lr != 0.01 else ""
+    tag += f"_bn{args.bn_stats}" if args.bn_stats != "batch" else ""
     ckpt = Path(args.work) / f"sweep_{args.eta}_{int(per)}_{args.epochs}{tag}.pt"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
@@ -94,6 +96,7 @@ def sweep(args: argparse.Namespace) -> None:
     acc = _gdc_accuracy(net, test, chips=3, adabs=adabs)
     row = {"noise": args.noise, "pcm_scale": args.pcm_scale, "eta": args.eta,
            "periphery": per, **({"out_noise": True} if args.out_noise else {}),
+           **({"bn_stats": args.bn_stats} if args.bn_stats != "batch" else {}),
            "epochs": args.epochs, **({"lr": args.lr} if args.lr != 0.01 else {}),
            "train_s": train_s, "digital": digital,
            **acc}
@@ -186,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--noise", default="gaussian", choices=("gaussian", "pcm", "pcm-drift"))
     s.add_argument("--pcm-scale", type=float, default=1.0, help="HWAConfig.pcm_scale")
     s.add_argument("--lr", type=float, default=0.01, help="peak LR of the cosine schedule")
+    s.add_argument("--bn-stats", default="batch", choices=("batch", "running", "frozen"),
+                   help="HWAConfig.bn_stats")
     s.add_argument("--out-noise", action="store_true",
                    help="the tiles' output noise in training (HWAConfig.out_noise) without "
                         "the DAC and ADC")

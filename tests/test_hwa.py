@@ -265,6 +265,8 @@ def test_config_validation_names_the_field():
         HWAConfig(clip_sigma=float("nan"))
     with pytest.raises(ValueError, match="HWAConfig.dac_adc"):
         HWAConfig(dac_adc=1)
+    with pytest.raises(ValueError, match="HWAConfig.bn_stats"):
+        HWAConfig(bn_stats="frozen-ish")
 
 
 class _Tiny(nn.Module):
@@ -327,3 +329,38 @@ def test_training_reduces_the_loss_and_keeps_weights_clipped():
     for _, layer in aimc.analog_layers(net):
         w = layer.weight.detach()
         assert float(w.abs().max()) <= 2.0 * float(w.std()) * 1.05
+
+
+@pytest.mark.parametrize("mode", ["frozen", "running"])
+def test_bn_stats_running_normalises_with_running_statistics(mode):
+    # bn_stats "frozen"/"running": batch norm normalises with its running statistics in
+    # training (so weight noise's per-channel shift is not normalised away); gamma/beta
+    # still learn; "running" keeps tracking the batch statistics as torch would.
+    torch.manual_seed(0)
+    net = aimc.convert(_Tiny(), presets.pcm_joshi2020())
+    bn = net.bn
+    bn.running_mean.fill_(0.3)
+    bn.running_var.fill_(2.0)
+    g = torch.Generator().manual_seed(1)
+    batches = [(torch.randn(16, 3, 8, 8, generator=g),
+                torch.randint(0, 5, (16,), generator=g)) for _ in range(4)]
+    seen = []
+    bn.register_forward_hook(lambda m, i, o: seen.append(
+        (i[0].detach(), o.detach(), bn.running_mean.clone(), bn.running_var.clone(),
+         bn.weight.detach().clone(), bn.bias.detach().clone())))
+    gamma = bn.weight.detach().clone()
+    train_hwa(net, batches, 1, config=HWAConfig(eta=0.05, bn_stats=mode), seed=0)
+    assert not torch.equal(bn.weight.detach(), gamma)  # gamma trained
+    assert bn.training  # the model's mode is put back after training
+    mean, var = torch.full((4,), 0.3), torch.full((4,), 2.0)
+    for x, y, run_mean, run_var, w, b in seen:
+        if mode == "running":  # updated from this batch before it is normalised
+            mean = 0.9 * mean + 0.1 * x.mean(dim=(0, 2, 3))
+            var = 0.9 * var + 0.1 * x.var(dim=(0, 2, 3), unbiased=True)
+        torch.testing.assert_close(run_mean, mean)
+        torch.testing.assert_close(run_var, var)
+        want = ((x - mean[:, None, None]) / torch.sqrt(var[:, None, None] + bn.eps)
+                * w[:, None, None] + b[:, None, None])
+        torch.testing.assert_close(y, want, rtol=1e-5, atol=1e-5)
+    assert int(bn.num_batches_tracked) == (4 if mode == "running" else 0)
+    assert not bn._forward_pre_hooks  # the tracking hooks are gone

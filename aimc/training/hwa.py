@@ -36,6 +36,7 @@ from ..nn.convert import analog_layers
 from ..nn.layers import AnalogLayerMixin, mix_seed
 
 NOISE_KINDS = ("none", "gaussian", "pcm", "pcm-drift")
+BN_STATS = ("batch", "running", "frozen")
 CHECKPOINT_FORMAT = "aimc-hwa-1"
 
 
@@ -67,6 +68,13 @@ class HWAConfig:
     straight-through gradient; one ADC over the whole layer output)."""
     out_noise: bool = False
     """Add the tiles' output noise (TileConfig.out_noise) in training."""
+    bn_stats: str = "batch"
+    """What batch norm normalises with in training: "batch" (each mini-batch's statistics,
+    the torch default), "running" (the running statistics, which still track the batch
+    statistics with the layer's momentum) or "frozen" (the running statistics, never
+    updated). Gamma and beta train in every case. With batch statistics each mini-batch's
+    normalisation removes the per-channel shift its weight noise causes, so the network
+    never learns to tolerate the shift a programmed chip shows before AdaBS."""
 
     def __post_init__(self) -> None:
         if self.noise not in NOISE_KINDS:
@@ -87,6 +95,9 @@ class HWAConfig:
         if self.t_max < self.t_min:
             raise ValueError(f"HWAConfig.t_max must be >= t_min, got {self.t_max} < "
                              f"{self.t_min}")
+        if self.bn_stats not in BN_STATS:
+            raise ValueError(f"HWAConfig.bn_stats must be one of {list(BN_STATS)}, "
+                             f"got {self.bn_stats!r}")
         for name in ("dac_adc", "out_noise"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"HWAConfig.{name} must be true or false, "
@@ -364,12 +375,19 @@ def train_hwa(model: nn.Module, loader: Iterable, epochs: int, *,
     hook = prepare_hwa(model, config, seed)
     was_training = model.training
     bar = None
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+           and m.track_running_stats]
+    tracking = [m.register_forward_pre_hook(_track_bn_stats) for m in bns
+                if config.bn_stats == "running"]
     try:
         for epoch in range(start, epochs):
             hook.generator.manual_seed(mix_seed("hwa", seed, epoch))
             if hasattr(loader, "set_epoch"):
                 loader.set_epoch(epoch)
             model.train()
+            if config.bn_stats != "batch":
+                for m in bns:
+                    m.eval()  # normalise with the running statistics
             if progress:
                 from tqdm import tqdm
                 total = len(loader) if hasattr(loader, "__len__") else None
@@ -411,12 +429,31 @@ def train_hwa(model: nn.Module, loader: Iterable, epochs: int, *,
     finally:
         if bar is not None:
             bar.close()
+        for handle in tracking:
+            handle.remove()
         remove_hwa(model)
         model.train(was_training)
     return history
 
 
+@torch.no_grad()
+def _track_bn_stats(bn: nn.modules.batchnorm._BatchNorm, args: tuple) -> None:
+    """Update ``bn``'s running statistics from its input, as a training-mode forward would
+    (momentum, or a cumulative average when momentum is None; unbiased variance), while
+    the layer itself normalises with the running statistics (``bn_stats="running"``)."""
+    x = args[0].detach()
+    dims = [d for d in range(x.dim()) if d != 1]
+    n = x.numel() // x.shape[1]
+    mean = x.mean(dim=dims)
+    var = x.var(dim=dims, unbiased=n > 1)
+    bn.num_batches_tracked.add_(1)
+    m = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+    bn.running_mean.mul_(1 - m).add_(mean, alpha=m)
+    bn.running_var.mul_(1 - m).add_(var, alpha=m)
+
+
 __all__ = [
+    "BN_STATS",
     "NOISE_KINDS",
     "HWAConfig",
     "NoiseInjection",
