@@ -215,6 +215,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="scale of the 'pcm' and 'pcm-drift' noise (HWAConfig.pcm_scale)")
     p.add_argument("--eta", type=float, default=0.04, help="HWA noise std / max|W|")
     p.add_argument("--clip-sigma", type=float, default=2.5, help="HWA weight clipping")
+    p.add_argument("--bn-stats", default="batch", choices=("batch", "running", "frozen"),
+                   help="what batch norm normalises with in HWA training "
+                        "(HWAConfig.bn_stats)")
     p.add_argument("--hwa-periphery", action="store_true",
                    help="HWA training also simulates the DAC/ADC and the output noise")
     p.add_argument("--adabs-clean", action="store_true",
@@ -250,6 +253,8 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
             study[key] = True
     if args.pcm_scale != 1.0:
         study["pcm_scale"] = args.pcm_scale
+    if args.bn_stats != "batch":
+        study["bn_stats"] = args.bn_stats
     return study
 
 
@@ -315,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = presets.pcm_joshi2020()
     hwa_cfg = HWAConfig(noise=args.noise, eta=args.eta, pcm_scale=args.pcm_scale,
-                        clip_sigma=args.clip_sigma,
+                        clip_sigma=args.clip_sigma, bn_stats=args.bn_stats,
                         dac_adc=args.hwa_periphery, out_noise=args.hwa_periphery)
     hwa = convert(base, cfg)
     hwa_hist = _finetune(hwa, train, calib, args, hwa_cfg, work / "hwa.ckpt.pt", "HWA fine-tune",

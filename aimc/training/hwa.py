@@ -244,13 +244,21 @@ class NoiseInjection:
         else:
             dims = tuple(range(1, x.dim()))
             r = x.detach().abs().amax(dim=dims, keepdim=True).clamp_min(1e-12)
-        if cfg.dac_adc:
-            x = quantize_ste(x, tile.dac_bits, r) if tile.dac_bits else x
+        # The tile's normalised units: weights / max|W| (the clean weights set the mapping),
+        # inputs / r (r keeps x's dimensions, so it broadcasts over the output too).
+        unit = layer.weight.detach().abs().max().clamp_min(1e-30) * r
+        if not cfg.dac_adc:
+            y = _forward_with(layer, x, w, layer.bias)
+            if not tile.out_noise:
+                return y
+            # One fused pass: the noise goes straight into weight units (the digital bias
+            # is additive, so adding it first changes nothing).
+            noise = torch.randn(y.shape, generator=self.generator, dtype=y.dtype)
+            std = unit * (tile.out_noise * math.sqrt(layer.geometry().n_tiles) * gain)
+            return torch.addcmul(y, noise.to(y.device), std)
+        if tile.dac_bits:
+            x = quantize_ste(x, tile.dac_bits, r)
         y = _forward_with(layer, x, w, None)
-        # Back to the tile's normalised units: weights / max|W| (the clean weights set the
-        # mapping), inputs / r.
-        unit = layer.weight.detach().abs().max().clamp_min(1e-30) * (
-            r if isinstance(r, float) else r.reshape(r.shape[0], *[1] * (y.dim() - 1)))
         y_n = y / unit
         if cfg.out_noise and tile.out_noise:
             # T tiles each add their own noise before the digital sum; GDC's gain (the
@@ -258,7 +266,7 @@ class NoiseInjection:
             n_tiles = layer.geometry().n_tiles
             noise = torch.randn(y_n.shape, generator=self.generator, dtype=y_n.dtype)
             y_n = y_n + (tile.out_noise * math.sqrt(n_tiles) * gain) * noise.to(y_n.device)
-        if cfg.dac_adc and tile.out_bound:
+        if tile.out_bound:
             # The ADC range follows GDC (alpha applied ahead of the ADC, the chip default):
             # in the compensated units its step and bound are those of the tile.
             y_n = quantize_ste(y_n, tile.adc_bits, tile.out_bound)
