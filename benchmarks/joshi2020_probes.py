@@ -1,6 +1,7 @@
 """The probes behind docs/joshi2020.md's "What we learned" (ResNet-32, CIFAR-10 JPEG copy).
 
-``sweep ETA PERIPHERY EPOCHS [--noise KIND --pcm-scale S --out-noise --lr LR --bn-stats B]``:
+``sweep ETA PERIPHERY EPOCHS [--noise KIND --pcm-scale S --out-noise --lr LR --bn-stats B
+--distill A --teacher FILE]``:
 an HWA fine-tune from the pretrained checkpoint with the study's recipe
 (joshi2020._finetune), then GDC accuracy at 1 s and 1 day (and GDC+AdaBS, as the study
 calibrates it) on 3 chips and the first 3,000 test images; appends one JSON line to
@@ -77,17 +78,27 @@ def sweep(args: argparse.Namespace) -> None:
         net.load_state_dict(state["model"])
     per = bool(args.periphery)
     hwa = HWAConfig(noise=args.noise, eta=args.eta, pcm_scale=args.pcm_scale, clip_sigma=2.5,
-                    dac_adc=per, out_noise=per or args.out_noise, bn_stats=args.bn_stats)
+                    dac_adc=per, out_noise=per or args.out_noise, bn_stats=args.bn_stats,
+                    distill=args.distill)
     tag = "" if args.noise == "gaussian" else f"_{args.noise}{args.pcm_scale}"
     tag += "_outnoise" if args.out_noise and not per else ""
     tag += f"_lr{args.lr}" if args.lr != 0.01 else ""
     tag += f"_bn{args.bn_stats}" if args.bn_stats != "batch" else ""
+    tag += f"_distill{args.distill}" if args.distill else ""
+    teacher = None
+    if args.distill:
+        if not args.teacher:
+            raise SystemExit("--distill needs --teacher")
+        teacher = aimc.models.resnet32_cifar()
+        t_state = torch.load(args.teacher, weights_only=True)
+        teacher.load_state_dict(t_state["model"] if t_state.get("format") == CHECKPOINT_FORMAT
+                                else t_state)
     ckpt = Path(args.work) / f"sweep_{args.eta}_{int(per)}_{args.epochs}{tag}.pt"
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
     if not args.trained:
         _finetune(net, train, calib, argparse.Namespace(lr=args.lr, epochs=args.epochs, seed=0),
-                  hwa, ckpt, "hwa", False)
+                  hwa, ckpt, "hwa", False, teacher=teacher)
     train_s = time.time() - start
     net.eval()
     digital = aimc.accuracy(aimc.to_digital(net).eval(), test)
@@ -97,6 +108,7 @@ def sweep(args: argparse.Namespace) -> None:
     row = {"noise": args.noise, "pcm_scale": args.pcm_scale, "eta": args.eta,
            "periphery": per, **({"out_noise": True} if args.out_noise else {}),
            **({"bn_stats": args.bn_stats} if args.bn_stats != "batch" else {}),
+           **({"distill": args.distill, "teacher": args.teacher} if args.distill else {}),
            "epochs": args.epochs, **({"lr": args.lr} if args.lr != 0.01 else {}),
            "train_s": train_s, "digital": digital,
            **acc}
@@ -189,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--noise", default="gaussian", choices=("gaussian", "pcm", "pcm-drift"))
     s.add_argument("--pcm-scale", type=float, default=1.0, help="HWAConfig.pcm_scale")
     s.add_argument("--lr", type=float, default=0.01, help="peak LR of the cosine schedule")
+    s.add_argument("--distill", type=float, default=0.0, help="HWAConfig.distill")
+    s.add_argument("--teacher", help="the distillation teacher: a ResNet-32 state dict or "
+                                     "a training checkpoint (e.g. a study's work/fp32.ckpt.pt)")
     s.add_argument("--bn-stats", default="batch", choices=("batch", "running", "frozen"),
                    help="HWAConfig.bn_stats")
     s.add_argument("--out-noise", action="store_true",

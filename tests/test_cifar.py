@@ -152,10 +152,12 @@ def test_study_adabs_images_are_augmented_unless_clean(tmp_path):
         study("--adabs-clean", "--adabs-augment")
 
 
-def test_study_runs_end_to_end_on_tiny_data_and_resumes(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--distill", "0.5"]])
+def test_study_runs_end_to_end_on_tiny_data_and_resumes(tmp_path, extra):
     # The whole study on 30 fake training and 12 test images, a random ResNet-32 as the
-    # "pretrained" network, with the default pcm-drift noise; then the same command again
-    # must reuse every saved number and rewrite identical results.
+    # "pretrained" network, with the default pcm-drift noise (and once with distillation
+    # from the FP32 network); then the same command again must reuse every saved number
+    # and rewrite identical results.
     import json
 
     from aimc import models
@@ -168,10 +170,11 @@ def test_study_runs_end_to_end_on_tiny_data_and_resumes(tmp_path):
     out = tmp_path / "out"
     argv = ["--data-dir", str(tmp_path), "--out", str(out), "--pretrained", str(ckpt),
             "--quick", "--test-images", "12", "--calib-images", "10", "--chips", "1",
-            "--batch", "10", "--no-progress", "--threads", "1"]
+            "--batch", "10", "--no-progress", "--threads", "1", *extra]
     assert joshi2020.main(argv) == 0
     first = json.loads((out / "joshi2020.json").read_text())
     assert first["config"]["hwa"]["noise"] == "pcm-drift"
+    assert first["config"]["hwa"]["distill"] == (0.5 if extra else 0.0)
     methods = {r["method"] for r in first["rows"] if "t_s" in r}
     assert {"pcm+gdc", "pcm+adabs", "pcm+gdc+adabs", "fp32-trained+pcm+gdc",
             "first-last-digital+pcm+gdc+adabs"} <= methods

@@ -14,6 +14,7 @@ from aimc.devices import PCM
 from aimc.functional import tile as ft
 from aimc.training import HWAConfig, clip_weights, prepare_hwa, remove_hwa, train_hwa
 from aimc.training.hwa import (
+    distillation_loss,
     load_checkpoint,
     pcm_drift_read,
     pcm_drift_weight,
@@ -364,3 +365,41 @@ def test_bn_stats_running_normalises_with_running_statistics(mode):
         torch.testing.assert_close(y, want, rtol=1e-5, atol=1e-5)
     assert int(bn.num_batches_tracked) == (4 if mode == "running" else 0)
     assert not bn._forward_pre_hooks  # the tracking hooks are gone
+
+
+def test_distillation_loss_is_the_tempered_kl():
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g)
+    p, q = F.softmax(t / 3.0, dim=-1), F.softmax(s / 3.0, dim=-1)
+    want = 9.0 * float((p * (p.log() - q.log())).sum(dim=-1).mean())
+    assert float(distillation_loss(s, t, 3.0)) == pytest.approx(want, rel=1e-5)
+    assert float(distillation_loss(t, t, 3.0)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_distillation_pulls_the_student_to_the_teacher():
+    torch.manual_seed(0)
+    x = torch.randn(256, 10)
+    teacher = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 3))
+    with torch.no_grad():
+        y = teacher(x).argmax(dim=-1)
+    batches = [(x[i:i + 32], y[i:i + 32]) for i in range(0, 256, 32)]
+
+    def gap(distill):
+        torch.manual_seed(1)
+        student = aimc.convert(nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 3)),
+                               presets.pcm_joshi2020())
+        cfg = HWAConfig(eta=0.02, distill=distill, distill_temperature=2.0)
+        train_hwa(student, batches, 15, config=cfg, teacher=teacher if distill else None,
+                  optimizer=torch.optim.Adam(student.parameters(), lr=1e-2))
+        remove_hwa(student)
+        with torch.no_grad():
+            return float(distillation_loss(aimc.to_digital(student)(x), teacher(x), 2.0))
+
+    # Only the teacher's soft targets (a = 1) match its logits far better than labels alone.
+    assert gap(1.0) < 0.5 * gap(0.0)
+    with pytest.raises(ValueError, match="teacher"):
+        train_hwa(nn.Linear(2, 2), [], 1, config=HWAConfig(distill=0.5))
+    with pytest.raises(ValueError, match="HWAConfig.distill"):
+        HWAConfig(distill=1.5)
+    with pytest.raises(ValueError, match="distill_temperature"):
+        HWAConfig(distill_temperature=0.0)

@@ -101,7 +101,7 @@ def reestimate_bn(model: torch.nn.Module, loader: CifarLoader) -> None:
 
 def _finetune(model: torch.nn.Module, loader: CifarLoader, calib: CifarLoader,
               args: argparse.Namespace, config: HWAConfig, ckpt: Path, desc: str,
-              progress: bool) -> list[dict]:
+              progress: bool, teacher: torch.nn.Module | None = None) -> list[dict]:
     """SGD (momentum 0.9, weight decay 1e-4), cosine LR per step, from ``args.lr`` to 0.
 
     A fresh start first clips the weights (HWA) and re-estimates the batch-norm
@@ -121,7 +121,7 @@ def _finetune(model: torch.nn.Module, loader: CifarLoader, calib: CifarLoader,
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, args.epochs * len(loader)))
     return train_hwa(model, loader, args.epochs, config=config, optimizer=opt,
                      scheduler=sched, checkpoint=ckpt, seed=args.seed, progress=progress,
-                     desc=desc)
+                     desc=desc, teacher=teacher)
 
 
 def format_table(rows: list[dict], fp32: float) -> str:
@@ -215,6 +215,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="scale of the 'pcm' and 'pcm-drift' noise (HWAConfig.pcm_scale)")
     p.add_argument("--eta", type=float, default=0.04, help="HWA noise std / max|W|")
     p.add_argument("--clip-sigma", type=float, default=2.5, help="HWA weight clipping")
+    p.add_argument("--distill", type=float, default=0.0,
+                   help="weight of distillation from the FP32 fine-tuned network in HWA "
+                        "training (HWAConfig.distill; 0 = off)")
     p.add_argument("--bn-stats", default="batch", choices=("batch", "running", "frozen"),
                    help="what batch norm normalises with in HWA training "
                         "(HWAConfig.bn_stats)")
@@ -255,6 +258,8 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         study["pcm_scale"] = args.pcm_scale
     if args.bn_stats != "batch":
         study["bn_stats"] = args.bn_stats
+    if args.distill:
+        study["distill"] = args.distill
     return study
 
 
@@ -321,10 +326,11 @@ def main(argv: list[str] | None = None) -> int:
     cfg = presets.pcm_joshi2020()
     hwa_cfg = HWAConfig(noise=args.noise, eta=args.eta, pcm_scale=args.pcm_scale,
                         clip_sigma=args.clip_sigma, bn_stats=args.bn_stats,
+                        distill=args.distill,
                         dac_adc=args.hwa_periphery, out_noise=args.hwa_periphery)
     hwa = convert(base, cfg)
     hwa_hist = _finetune(hwa, train, calib, args, hwa_cfg, work / "hwa.ckpt.pt", "HWA fine-tune",
-                         progress)
+                         progress, teacher=fp32 if args.distill else None)
     hwa_digital = to_digital(hwa).eval()
     if store.get("hwa_digital_accuracy") is None:
         store.set("hwa_digital_accuracy", accuracy(hwa_digital, test))

@@ -68,6 +68,13 @@ class HWAConfig:
     straight-through gradient; one ADC over the whole layer output)."""
     out_noise: bool = False
     """Add the tiles' output noise (TileConfig.out_noise) in training."""
+    distill: float = 0.0
+    """Weight a of knowledge distillation from a clean teacher (``train_hwa(teacher=...)``,
+    e.g. the FP32 network): loss = (1 - a) CE(student, y) + a T^2 KL(teacher_T || student_T)
+    with both logits divided by ``distill_temperature`` (Hinton et al. 2015; as a defence
+    against analog noise, Zhou et al., "Noisy machines", 2020). 0 = off."""
+    distill_temperature: float = 4.0
+    """Softmax temperature T of the distillation term."""
     bn_stats: str = "batch"
     """What batch norm normalises with in training: "batch" (each mini-batch's statistics,
     the torch default), "running" (the running statistics, which still track the batch
@@ -80,7 +87,11 @@ class HWAConfig:
         if self.noise not in NOISE_KINDS:
             raise ValueError(f"HWAConfig.noise must be one of {list(NOISE_KINDS)}, "
                              f"got {self.noise!r}")
-        for name in ("eta", "pcm_scale", "clip_sigma"):
+        if not (isinstance(self.distill, (int, float)) and not isinstance(self.distill, bool)
+                and 0 <= self.distill <= 1):
+            raise ValueError(f"HWAConfig.distill must be a weight in [0, 1], "
+                             f"got {self.distill!r}")
+        for name in ("eta", "pcm_scale", "clip_sigma", "distill_temperature"):
             value = getattr(self, name)
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not (ok and math.isfinite(value) and 0 <= value <= 100):
@@ -92,6 +103,9 @@ class HWAConfig:
                     and math.isfinite(value) and value >= 0):
                 raise ValueError(f"HWAConfig.{name} must be a number of seconds >= 0, "
                                  f"got {value!r}")
+        if self.distill_temperature <= 0:
+            raise ValueError(f"HWAConfig.distill_temperature must be > 0, "
+                             f"got {self.distill_temperature!r}")
         if self.t_max < self.t_min:
             raise ValueError(f"HWAConfig.t_max must be >= t_min, got {self.t_max} < "
                              f"{self.t_min}")
@@ -162,6 +176,14 @@ def pcm_drift_read(w: Tensor, device: Any, t: float, generator: torch.Generator 
     alpha = g_prog.sum() / g_t.sum().clamp_min(1e-30)
     w_t = (g_t[0] - g_t[1]) * (alpha / s)
     return w + scale * (w_t.to(w.dtype) - w), alpha
+
+
+def distillation_loss(student: Tensor, teacher: Tensor, temperature: float) -> Tensor:
+    """T^2 KL(softmax(teacher / T) || softmax(student / T)), batch mean (Hinton et al.,
+    "Distilling the knowledge in a neural network", 2015, eq. 2 and the T^2 factor)."""
+    t = float(temperature)
+    return F.kl_div(F.log_softmax(student / t, dim=-1), F.log_softmax(teacher / t, dim=-1),
+                    reduction="batchmean", log_target=True) * (t * t)
 
 
 def round_ste(x: Tensor) -> Tensor:
@@ -336,6 +358,7 @@ def train_hwa(model: nn.Module, loader: Iterable, epochs: int, *,
               optimizer: torch.optim.Optimizer | None = None,
               scheduler: Any = None, scheduler_interval: str = "step",
               loss_fn: Callable[[Tensor, Tensor], Tensor] | None = None,
+              teacher: nn.Module | None = None,
               checkpoint: str | os.PathLike | None = None, seed: int = 0,
               progress: bool = False, desc: str = "HWA training") -> list[dict[str, float]]:
     """Hardware-aware fine-tuning (Joshi et al. 2020 Methods; pcm-model.md sec. 8).
@@ -352,6 +375,9 @@ def train_hwa(model: nn.Module, loader: Iterable, epochs: int, *,
     the run continues exactly as if it had not been interrupted (the noise of epoch e is
     seeded from (seed, e); a loader with ``set_epoch`` is told the epoch). Returns the
     history: one ``{"epoch", "loss", "train_accuracy", "lr"}`` per epoch.
+
+    ``teacher`` (with ``HWAConfig.distill`` > 0): a clean network, put in eval mode, whose
+    logits on the same batch the noisy student also learns (:func:`distillation_loss`).
     """
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
@@ -363,6 +389,11 @@ def train_hwa(model: nn.Module, loader: Iterable, epochs: int, *,
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9,
                                     weight_decay=1e-4)
     loss_fn = loss_fn if loss_fn is not None else F.cross_entropy
+    if (teacher is not None) != (config.distill > 0):
+        raise ValueError("HWAConfig.distill > 0 needs train_hwa(teacher=...), and a teacher "
+                         "needs HWAConfig.distill > 0")
+    if teacher is not None:
+        teacher.eval()
     history: list[dict[str, float]] = []
     start = 0
     path = Path(checkpoint) if checkpoint is not None else None
@@ -405,6 +436,12 @@ def train_hwa(model: nn.Module, loader: Iterable, epochs: int, *,
                 optimizer.zero_grad(set_to_none=True)
                 out = model(x)
                 loss = loss_fn(out, y)
+                if teacher is not None:
+                    with torch.no_grad():
+                        soft = teacher(x)
+                    loss = ((1 - config.distill) * loss
+                            + config.distill * distillation_loss(out, soft,
+                                                                 config.distill_temperature))
                 loss.backward()
                 optimizer.step()
                 clip_weights(model, config.clip_sigma)
@@ -466,6 +503,7 @@ __all__ = [
     "HWAConfig",
     "NoiseInjection",
     "clip_weights",
+    "distillation_loss",
     "gaussian_weight_std",
     "load_checkpoint",
     "pcm_drift_read",
