@@ -26,6 +26,7 @@ else:  # pragma: no cover
 
 INPUT_RANGES = ("static", "dynamic")
 WEIGHT_SCALINGS = ("tile", "column")
+PAIR_PROGRAMMING = ("open", "closed")
 
 
 def _int_in(owner: str, name: str, value: Any, lo: int, hi: int, zero_ok: bool = False):
@@ -104,9 +105,24 @@ class MappingConfig:
     digital_bias: bool = True
     """Add the bias in digital after the ADC (True) or store it on one more crossbar
     row driven at full-scale input (False)."""
+    pairs: int = 1
+    """Differential pairs per weight (2 devices each): W = sum_k F^(P-1-k) (G_k+ - G_k-),
+    normalised by sum_k F^(P-1-k) so the full scale stays g_max (pcm-model.md sec. 1;
+    Mackin et al. 2019 use 2 pairs, i.e. 4 PCM devices per weight)."""
+    pair_gain: float = 1.0
+    """F, the significance of a pair over the next one (1: all pairs equal, their errors
+    average; Ambrogio 2018 uses 3)."""
+    pair_programming: str = "open"
+    """"open": every pair is programmed to the weight on its own; "closed": each pair after
+    the first is programmed to what the pairs before it missed, as read right after they
+    were programmed (program-and-verify across devices, Mackin 2019). Same as "open" for
+    one pair."""
 
     def __post_init__(self) -> None:
         _choice("MappingConfig", "weight_scaling", self.weight_scaling, WEIGHT_SCALINGS)
+        _int_in("MappingConfig", "pairs", self.pairs, 1, 8)
+        _float_in("MappingConfig", "pair_gain", self.pair_gain, 1.0, 1000.0)
+        _choice("MappingConfig", "pair_programming", self.pair_programming, PAIR_PROGRAMMING)
         if not isinstance(self.digital_bias, bool):
             raise ValueError(f"MappingConfig.digital_bias must be true or false, "
                              f"got {self.digital_bias!r}")

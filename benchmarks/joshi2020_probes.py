@@ -9,12 +9,26 @@ calibrates it) on 3 chips and the first 3,000 test images; appends one JSON line
 ``--trained FILE`` evaluates an already trained network that way instead.
 
 ``components CHECKPOINT``: the HWA network on 2 chips, 2,000 test images, GDC at 1 s and
-1 day, with each non-ideality of the PCM preset removed in turn (drift variability, read
-noise, programming noise, the tile periphery, its output noise alone, its DAC and ADC
-alone); prints one line per case.
+1 day, with each non-ideality of the PCM preset removed in turn (drift variability, the
+state dependence of the mean drift, read noise, programming noise, the tile periphery,
+its output noise alone, its DAC and ADC alone) or a mapping changed (per-column scales,
+two pairs per weight open or closed loop); prints one line per case (``--adabs``: also
+GDC+AdaBS, calibrated as the study does).
 
 ``gdc CHECKPOINT``: GDC with one factor per layer against one per output column, on the
 study's 5 chips at 1 s, 1 day and 1 year, 2,000 test images; one line per chip and time.
+
+``noise-scale CHECKPOINT [--factors F ...]``: the HWA network on 3 chips, 3,000 test
+images, GDC and GDC+AdaBS at 1 s and 1 day, with every stochastic non-ideality of the PCM
+preset (programming noise, read noise, drift variability, output noise) multiplied by one
+factor F; the mean drift and the DAC/ADC stay. It measures how far the chip's noise must
+fall before the drop at one day meets a target; prints one JSON line per factor.
+
+``bntime CHECKPOINT [--times T ...]``: the network's batch-norm statistics re-estimated
+in software (no chip) from 5,120 crop+flip training images with the pcm-drift weight
+noise fixed at age T (a fresh draw per batch), then evaluated as ``noise-scale`` does
+(GDC and GDC+AdaBS at 1 s and 1 day); T = 0 keeps the trained statistics. It asks
+whether statistics matched to the deployment age help GDC alone.
 
 ``bnstats CHECKPOINT``: in digital, the network's batch-norm statistics re-estimated (as
 AdaBS does) from clean or crop+flip training images, or from 2,000 clean test images;
@@ -40,7 +54,7 @@ from aimc.config import AnalogConfig, MappingConfig, TileConfig
 from aimc.data.cifar import IMAGENET_MEAN, IMAGENET_STD, CifarLoader, load_cifar10
 from aimc.devices import PCM
 from aimc.experiments.joshi2020 import DEFAULT_PRETRAINED, _finetune, _subset, reestimate_bn
-from aimc.training.hwa import CHECKPOINT_FORMAT, HWAConfig
+from aimc.training.hwa import CHECKPOINT_FORMAT, HWAConfig, prepare_hwa, remove_hwa
 
 NORM = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
 
@@ -130,6 +144,10 @@ def _calib_and_test(data_dir: str) -> tuple[CifarLoader, CifarLoader]:
 
 def components(args: argparse.Namespace) -> None:
     calib, test = _calib_and_test(args.data_dir)
+    adabs = None
+    if args.adabs:  # the study's AdaBS images: 2,000 crop+flip training images
+        x, y = load_cifar10(args.data_dir, "train")
+        adabs = CifarLoader(*_subset(x, y, 2000, 2), 200, augment=True, seed=0, **NORM)
     net = aimc.models.resnet32_cifar(args.checkpoint).eval()
     print("digital", aimc.accuracy(net, test), flush=True)
     pcm = aimc.presets.pcm_joshi2020()
@@ -142,20 +160,42 @@ def components(args: argparse.Namespace) -> None:
         "column scaling": dataclasses.replace(
             pcm, mapping=MappingConfig(weight_scaling="column", digital_bias=True)),
         "no drift variability": dataclasses.replace(pcm, device=PCM(**no_var)),
+        # every device drifts with the mean exponent of a half-range one (mu_nu(0.5)):
+        # the state dependence of the mean drift, which one GDC factor cannot undo, is gone
+        "state-independent mean drift": dataclasses.replace(
+            pcm, device=PCM(drift_mu_a=0.0, drift_mu_b=float(PCM().drift_stats(
+                torch.tensor([0.5 * PCM().g_max]))[0]))),
         "no read noise": dataclasses.replace(pcm, device=PCM(read_noise_scale=0.0)),
         "no programming noise": dataclasses.replace(pcm, device=PCM(prog_noise_scale=0.0)),
+        # several differential pairs per weight (MappingConfig.pairs; Mackin 2019)
+        "two pairs (4 devices)": dataclasses.replace(
+            pcm, mapping=dataclasses.replace(pcm.mapping, pairs=2)),
+        "two pairs, closed loop": dataclasses.replace(
+            pcm, mapping=dataclasses.replace(pcm.mapping, pairs=2, pair_programming="closed")),
+        "two pairs F=3, closed loop": dataclasses.replace(
+            pcm, mapping=dataclasses.replace(pcm.mapping, pairs=2, pair_gain=3.0,
+                                             pair_programming="closed")),
         "ideal periphery": dataclasses.replace(pcm, tile=ideal_tile),
         "no output noise": dataclasses.replace(
             pcm, tile=dataclasses.replace(pcm.tile, out_noise=0.0)),
         "exact DAC and ADC": dataclasses.replace(
             pcm, tile=dataclasses.replace(pcm.tile, dac_bits=0, adc_bits=0)),
     }
+    unknown = set(args.cases or ()) - set(cases)
+    if unknown:
+        raise SystemExit(f"unknown --cases {sorted(unknown)}; choose from {list(cases)}")
     for name, cfg in cases.items():
+        if args.cases and name not in args.cases:
+            continue
         analog = aimc.convert(net, cfg)
         if cfg.tile.input_range == "static":
             aimc.calibrate_inputs(analog, calib, batches=10)
-        acc = _gdc_accuracy(analog, test, chips=2)
-        print(f"{name:22s} 1 s {acc['1.0']:.4f}  1 day {acc['86400.0']:.4f}", flush=True)
+        acc = _gdc_accuracy(analog, test, chips=2, adabs=adabs)
+        line = f"{name:22s} 1 s {acc['1.0']:.4f}  1 day {acc['86400.0']:.4f}"
+        if adabs is not None:
+            line += f"  GDC+AdaBS 1 s {acc['1.0 gdc+adabs']:.4f}  1 day " \
+                    f"{acc['86400.0 gdc+adabs']:.4f}"
+        print(line, flush=True)
 
 
 def gdc(args: argparse.Namespace) -> None:
@@ -171,6 +211,64 @@ def gdc(args: argparse.Namespace) -> None:
             per_column = aimc.accuracy(aimc.compensate(net, "gdc", per_column=True), test)
             print(f"chip {chip}  t {t:>10.0f} s  GDC per layer {per_layer:.4f}  "
                   f"per column {per_column:.4f}", flush=True)
+
+
+def scaled_noise(cfg: AnalogConfig, factor: float) -> AnalogConfig:
+    """``cfg`` with programming noise, read noise, drift-exponent spread (sigma_nu and its
+    clip bounds, so sigma_nu itself scales) and output noise all multiplied by
+    ``factor``."""
+    d = cfg.device
+    device = dataclasses.replace(
+        d, prog_noise_scale=d.prog_noise_scale * factor,
+        read_noise_scale=d.read_noise_scale * factor,
+        drift_sigma_a=d.drift_sigma_a * factor, drift_sigma_b=d.drift_sigma_b * factor,
+        drift_sigma_min=d.drift_sigma_min * factor, drift_sigma_max=d.drift_sigma_max * factor)
+    tile = dataclasses.replace(cfg.tile, out_noise=cfg.tile.out_noise * factor)
+    return dataclasses.replace(cfg, device=device, tile=tile)
+
+
+def noise_scale(args: argparse.Namespace) -> None:
+    x, y = load_cifar10(args.data_dir, "train")
+    xt, yt = load_cifar10(args.data_dir, "test")
+    xc, yc = _subset(x, y, 2000, 2)
+    calib = CifarLoader(xc, yc, 200, **NORM)
+    adabs = CifarLoader(xc, yc, 200, augment=True, seed=0, **NORM)  # as the study's
+    test = CifarLoader(xt[:3000], yt[:3000], 100, **NORM)
+    net = aimc.models.resnet32_cifar(args.checkpoint).eval()
+    digital = aimc.accuracy(net, test)
+    for factor in args.factors:
+        analog = aimc.convert(net, scaled_noise(aimc.presets.pcm_joshi2020(), factor))
+        aimc.calibrate_inputs(analog, calib, batches=10)
+        acc = _gdc_accuracy(analog, test, chips=3, adabs=adabs)
+        print(json.dumps({"checkpoint": args.checkpoint, "noise_factor": factor,
+                          "digital": digital, **acc}), flush=True)
+
+
+def bntime(args: argparse.Namespace) -> None:
+    x, y = load_cifar10(args.data_dir, "train")
+    xt, yt = load_cifar10(args.data_dir, "test")
+    xc, yc = _subset(x, y, 2000, 2)
+    xb, yb = _subset(x, y, 5120, 3)
+    calib = CifarLoader(xc, yc, 200, **NORM)
+    adabs = CifarLoader(xc, yc, 200, augment=True, seed=0, **NORM)  # as the study's
+    test = CifarLoader(xt[:3000], yt[:3000], 100, **NORM)
+    base = aimc.convert(aimc.models.resnet32_cifar(args.checkpoint),
+                        aimc.presets.pcm_joshi2020())
+    trained = {k: v.clone() for k, v in base.state_dict().items()}
+    for t in args.times:
+        base.load_state_dict(trained)
+        if t > 0:
+            prepare_hwa(base, HWAConfig(noise="pcm-drift", t_min=t, t_max=t, clip_sigma=0.0),
+                        seed=1)
+            with torch.no_grad():
+                reestimate_bn(base, CifarLoader(xb, yb, 128, augment=True, seed=1, **NORM))
+            remove_hwa(base)
+        net = base.eval()
+        digital = aimc.accuracy(aimc.to_digital(net).eval(), test)
+        aimc.calibrate_inputs(net, calib, batches=10)
+        acc = _gdc_accuracy(net, test, chips=3, adabs=adabs)
+        print(json.dumps({"checkpoint": args.checkpoint, "bn_time_s": t, "digital": digital,
+                          **acc}), flush=True)
 
 
 def bnstats(args: argparse.Namespace) -> None:
@@ -216,13 +314,23 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out", default="results/joshi2020-probes/sweep.jsonl")
     c = sub.add_parser("components")
     c.add_argument("checkpoint")
+    c.add_argument("--cases", nargs="+", help="run only these cases (default: all)")
+    c.add_argument("--adabs", action="store_true", help="also GDC+AdaBS")
     g = sub.add_parser("gdc")
     g.add_argument("checkpoint")
+    n = sub.add_parser("noise-scale")
+    n.add_argument("checkpoint")
+    n.add_argument("--factors", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    bt = sub.add_parser("bntime")
+    bt.add_argument("checkpoint")
+    bt.add_argument("--times", type=float, nargs="+", default=[0.0, 1.0, 86_400.0])
     b = sub.add_parser("bnstats")
     b.add_argument("checkpoint")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    {"sweep": sweep, "components": components, "gdc": gdc, "bnstats": bnstats}[args.probe](args)
+    probes = {"sweep": sweep, "components": components, "gdc": gdc, "noise-scale": noise_scale,
+              "bntime": bntime, "bnstats": bnstats}
+    probes[args.probe](args)
     return 0
 
 

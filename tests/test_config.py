@@ -45,6 +45,10 @@ def test_presets_document_their_choices():
     (lambda: TileConfig(input_range="per-row"), "TileConfig.input_range"),
     (lambda: MappingConfig(weight_scaling="row"), "MappingConfig.weight_scaling"),
     (lambda: MappingConfig(digital_bias="yes"), "MappingConfig.digital_bias"),
+    (lambda: MappingConfig(pairs=0), "MappingConfig.pairs"),
+    (lambda: MappingConfig(pairs=2.0), "MappingConfig.pairs"),
+    (lambda: MappingConfig(pair_gain=0.5), "MappingConfig.pair_gain"),
+    (lambda: MappingConfig(pair_programming="verify"), "MappingConfig.pair_programming"),
     (lambda: PCM(t0=0.0), "PCM.t0"),
     (lambda: AnalogConfig(device="pcm"), "AnalogConfig.device"),
 ])

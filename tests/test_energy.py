@@ -306,3 +306,19 @@ def test_cli(tmp_path, capsys):
     doc = json.loads(out.read_text())
     assert doc["totals"]["macs"] == 784 * 250 + 250 * 125 + 125 * 10
     assert doc["command"].startswith("python -m aimc.energy --model mlp")
+
+
+def test_several_pairs_count_their_devices_and_conductance():
+    """Two pairs per weight on a 2-device-per-weight profile: 4 devices per weight and,
+    before programming, twice the target conductance (each open-loop pair holds w)."""
+    def row(pairs):
+        cfg = HW90.analog_config()
+        cfg = dataclasses.replace(cfg, mapping=dataclasses.replace(cfg.mapping, pairs=pairs))
+        torch.manual_seed(0)
+        model = aimc.convert(nn.Sequential(nn.Linear(100, 20)), cfg)
+        return _row(E.estimate(model, HW90, (100,), baselines=()), "0")
+
+    one, two = row(1), row(2)
+    assert HW90.devices_per_weight == 2
+    assert (one["devices"], two["devices"]) == (100 * 20 * 2, 100 * 20 * 4)
+    assert two["g_sum_us"] == pytest.approx(2 * one["g_sum_us"], rel=1e-6)

@@ -1,9 +1,12 @@
 """Tile physics: DAC/ADC levels and clipping, mapping, tile splitting, periphery."""
 
+import math
+
 import pytest
 import torch
 
 from aimc import functional as ft
+from aimc.devices import PCM, IdealDevice
 
 
 def test_dac_levels_exact_and_clipped():
@@ -126,3 +129,62 @@ def test_gaussian_noise_seeded_and_fresh_between_calls():
     assert abs(float((c * d).mean())) < 5 / 5000 ** 0.5
     big = ft.add_gaussian_(torch.zeros(ft.noise.TABLE_SIZE + 10), 1.0, gen)
     assert float(big.std()) == pytest.approx(1.0, abs=0.01)
+
+
+# -- several differential pairs per weight (pcm-model.md sec. 1; Mackin 2019) -------------
+def _prog_only_pcm():
+    return PCM(drift_scale=0.0, read_noise_scale=0.0)
+
+
+def test_pair_significance():
+    assert ft.pair_significance(1, 3.0) == [1.0]
+    assert ft.pair_significance(2, 1.0) == [0.5, 0.5]
+    assert ft.pair_significance(2, 3.0) == [0.75, 0.25]
+    assert ft.pair_significance(3, 2.0) == pytest.approx([4 / 7, 2 / 7, 1 / 7])
+    with pytest.raises(ValueError):
+        ft.pair_significance(0, 1.0)
+
+
+def test_one_pair_draws_what_the_plain_mapping_draws():
+    w = torch.rand(64, 32) * 2 - 1
+    dev = PCM()
+    g, nu = ft.program_pairs(dev, w, 1, 3.0, True, torch.Generator().manual_seed(4))
+    gen = torch.Generator().manual_seed(4)
+    pos, neg = ft.weights_to_conductances(w, dev.g_max)
+    want = (dev.program(pos, gen), dev.program(neg, gen))
+    assert g.shape == nu.shape == (1, 2, 64, 32)
+    for i in (0, 1):
+        assert torch.equal(g[0, i], want[i][0]) and torch.equal(nu[0, i], want[i][1])
+
+
+@pytest.mark.parametrize("pairs,gain,closed", [(3, 2.0, False), (2, 3.0, True)])
+def test_pairs_on_an_ideal_device_hold_the_weight(pairs, gain, closed):
+    w = torch.rand(50, 40) * 2 - 1
+    dev = IdealDevice()
+    g, nu = ft.program_pairs(dev, w, pairs, gain, closed)
+    torch.testing.assert_close(ft.combine_pairs(ft.read_pairs(dev, g, nu, 1e6), gain,
+                                                dev.g_max), w, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("pairs,gain,closed,ratio,tol", [
+    (2, 1.0, False, math.sqrt(2), 0.02),  # two independent errors average: / sqrt(2)
+    (2, 1.0, True, 2.0, 0.05),   # pair 2 cancels pair 1's error, leaves half its own
+    (2, 3.0, True, 4.0, 0.10),   # ... and a quarter of it with F = 3
+])
+def test_programming_error_of_several_pairs(pairs, gain, closed, ratio, tol):
+    # Programming noise only, 2e5 weights at half scale (sigma_prog 0.95 uS on G+, G- clipped
+    # at 0 from 0.26 uS). The std of the weight error against one pair shrinks by
+    # `ratio`; the 2e5-sample std has 0.16% standard error. Closed loop, the second pair's
+    # target moves with the first pair's error (sigma_prog changes a few % over it),
+    # hence the wider tolerance.
+    dev, w = _prog_only_pcm(), torch.full((200_000,), 0.5)
+
+    def err(p, f, c):
+        g, nu = ft.program_pairs(dev, w, p, f, c, torch.Generator().manual_seed(1))
+        return ft.combine_pairs(ft.read_pairs(dev, g, nu, 0.0), f, dev.g_max) - w
+
+    one = float(err(1, 1.0, False).std())
+    # G+ error N(0, sigma_prog(12.5 uS)); G- = max(0, 0.26348 N), variance c0^2 (1/2 - 1/2pi)
+    sig, c0 = 0.26348 + 1.965 / 2 - 1.1731 / 4, 0.26348
+    assert one == pytest.approx(math.sqrt(sig**2 + c0**2 * (0.5 - 0.5 / math.pi)) / 25, rel=0.01)
+    assert one / float(err(pairs, gain, closed).std()) == pytest.approx(ratio, rel=tol)

@@ -403,3 +403,19 @@ def test_distillation_pulls_the_student_to_the_teacher():
         HWAConfig(distill=1.5)
     with pytest.raises(ValueError, match="distill_temperature"):
         HWAConfig(distill_temperature=0.0)
+
+
+def test_pcm_drift_read_follows_the_mapping_pairs():
+    # One pair through the mapping draws exactly what the plain read draws; two open-loop
+    # pairs average their programming errors (t = 0, no read noise): std / sqrt(2) (2e5
+    # weights, std known to 0.2%).
+    dev = PCM(drift_scale=0.0, read_noise_scale=0.0)
+    w = torch.full((200_000,), 0.3)
+    one = pcm_drift_read(w, dev, 0.0, torch.Generator().manual_seed(0))
+    same = pcm_drift_read(w, dev, 0.0, torch.Generator().manual_seed(0), 1.0,
+                          aimc.MappingConfig(pairs=1, pair_gain=3.0))
+    assert torch.equal(one[0], same[0]) and torch.equal(one[1], same[1])
+    two, alpha = pcm_drift_read(w, dev, 0.0, torch.Generator().manual_seed(0), 1.0,
+                                aimc.MappingConfig(pairs=2))
+    assert float((one[0] - w).std() / (two - w).std()) == pytest.approx(math.sqrt(2), rel=0.01)
+    assert float(alpha) == pytest.approx(1.0, abs=1e-6)  # no drift: GDC does nothing

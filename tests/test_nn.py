@@ -340,3 +340,46 @@ def test_forward_weight_cache_follows_drift_and_load(net_and_data):
         twin.load_state_dict(chip.state_dict())
         aimc.drift(chip, 3e7)  # restart the chip's output-noise stream, as the load did
         assert torch.equal(twin(x), chip(x))
+
+
+def _pairs_config(pairs, programming="open", **device):
+    cfg = aimc.presets.pcm_joshi2020()
+    return dataclasses.replace(
+        cfg, device=PCM(**device),
+        mapping=dataclasses.replace(cfg.mapping, pairs=pairs, pair_programming=programming))
+
+
+def test_two_pairs_halve_the_programming_error_variance():
+    # Programming noise only (no drift, no read noise): the effective weights' error
+    # variance halves with two open-loop pairs (their errors average) and falls to a
+    # quarter closed loop; 256 x 512 weights, so the std ratios hold to about 1%.
+    torch.manual_seed(0)
+    lin = nn.Linear(512, 256, bias=False)
+    x = torch.rand(4, 512)
+    errs = {}
+    for pairs, prog in ((1, "open"), (2, "open"), (2, "closed")):
+        chip = aimc.convert(lin, _pairs_config(pairs, prog, drift_scale=0.0,
+                                               read_noise_scale=0.0))
+        aimc.calibrate_inputs(chip, [x])
+        aimc.program(chip, seed=0)
+        errs[pairs, prog] = float((chip.effective_weight() - lin.weight).detach().std())
+        if pairs == 2:
+            assert chip.g_pos.shape == chip.nu_neg.shape == (2, 1, 256, 512)
+    assert errs[1, "open"] / errs[2, "open"] == pytest.approx(math.sqrt(2), rel=0.03)
+    assert errs[1, "open"] / errs[2, "closed"] == pytest.approx(2.0, rel=0.06)
+
+
+def test_state_dict_snapshot_of_a_two_pair_chip(net_and_data):
+    net, x = net_and_data
+    cfg = _pairs_config(2, "closed")
+    chip = aimc.convert(net, cfg)
+    aimc.calibrate_inputs(chip, [x])
+    aimc.program(chip.eval(), seed=5)
+    aimc.drift(chip, 3600.0)
+    aimc.compensate(chip, "gdc")
+    fresh = aimc.convert(net, cfg).eval()
+    fresh.load_state_dict(chip.state_dict())
+    aimc.drift(chip, 86400.0)
+    aimc.drift(fresh, 86400.0)
+    with torch.no_grad():
+        assert torch.equal(fresh(x), chip(x))

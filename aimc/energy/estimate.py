@@ -57,7 +57,7 @@ ROW_FIELDS = ("name", "kind", "type", "macs", "tiles", "devices", "mvms", "dac_c
 def conductance_sum(layer: nn.Module) -> tuple[float, str]:
     """Sum of the layer's conductances in uS and where it comes from.
 
-    After :func:`aimc.program`, the programmed pair (buffers ``g_pos`` + ``g_neg``);
+    After :func:`aimc.program`, the programmed pairs (buffers ``g_pos`` + ``g_neg``);
     before, the target conductances of the mapping (pcm-model.md sec. 1: G = |w| / s with
     s = max|W| / g_max per tile or column), computed the way ``program_chip`` does.
     """
@@ -68,7 +68,8 @@ def conductance_sum(layer: nn.Module) -> tuple[float, str]:
     w_tiles = ft.tile_weights(layer.weight_matrix().detach().float().cpu(), geo.n_tiles,
                               geo.tile_rows)
     scale = ft.weight_scales(w_tiles, cfg.tile.cols, cfg.mapping.weight_scaling == "column")
-    g = (w_tiles.abs() / scale.unsqueeze(-1)).sum() * cfg.device.g_max
+    # Open-loop pairs each hold the weight (closed-loop ones hold less: an upper bound).
+    g = (w_tiles.abs() / scale.unsqueeze(-1)).sum() * cfg.device.g_max * cfg.mapping.pairs
     return float(g), "target"
 
 
@@ -203,7 +204,8 @@ def _analog_row(op: Op, hw: AnalogHardware, activity_default: float) -> dict[str
     adc_bits = _bits(cfg.tile.adc_bits, hw.adc_bits)
     bias = layer.bias is not None
     counts = analog_counts(geo.groups, geo.out_g, geo.fan_in, geo.n_tiles, cfg.tile.cols,
-                           op.vectors, hw.devices_per_weight, layer.analog_bias,
+                           op.vectors, max(hw.devices_per_weight, 2 * cfg.mapping.pairs),
+                           layer.analog_bias,
                            bias and not layer.analog_bias)
     g_sum, source = conductance_sum(layer)
     activity = op.activity if op.activity is not None else activity_default

@@ -19,6 +19,7 @@ Conventions (pcm-model.md sec. 1 and 5; Joshi et al. 2020, Methods "Analog MVM")
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -101,6 +102,64 @@ def weights_to_conductances(w_norm: Tensor, g_max: float) -> tuple[Tensor, Tenso
 def conductances_to_weights(g_pos: Tensor, g_neg: Tensor, g_max: float) -> Tensor:
     """Differential pair in uS -> normalised weight (G+ - G-) / g_max."""
     return (g_pos - g_neg) / g_max
+
+
+def pair_significance(pairs: int, gain: float) -> list[float]:
+    """Weight of each differential pair in W, most significant first, summing to 1:
+    F^(P-1-k) / sum_j F^j (pcm-model.md sec. 1; Mackin 2019, Ambrogio 2018)."""
+    if pairs < 1 or gain < 1.0:
+        raise ValueError(f"need pairs >= 1 and a pair gain >= 1, got {pairs}, {gain}")
+    raw = [gain ** (pairs - 1 - k) for k in range(pairs)]
+    total = sum(raw)
+    return [r / total for r in raw]
+
+
+def program_pairs(device: Any, w_norm: Tensor, pairs: int = 1, gain: float = 1.0,
+                  closed_loop: bool = False, generator: torch.Generator | None = None
+                  ) -> tuple[Tensor, Tensor]:
+    """Program normalised weights in [-1, 1] onto ``pairs`` differential pairs.
+
+    Returns (g_prog, nu), each (P, 2, *w_norm.shape): [k, 0] is G_k+, [k, 1] is G_k-, in
+    uS. Open loop, every pair is programmed to the weight itself, so their errors average.
+    Closed loop (program-and-verify across devices, Mackin et al. 2019), pair k is
+    programmed to what the pairs before it missed, (w - sum_j<k c_j p_j) / sum_j>=k c_j,
+    clipped to [-1, 1], where p_j is pair j as programmed (its verify read is taken as
+    exact) and c the :func:`pair_significance`. Devices are programmed pair by pair, G+
+    before G-, so one pair draws what the plain mapping draws.
+    """
+    c = pair_significance(pairs, gain)
+    g_max = device.g_max
+    done = torch.zeros_like(w_norm)
+    g_all, nu_all = [], []
+    for k in range(pairs):
+        target = w_norm
+        if closed_loop and k:
+            target = ((w_norm - done) / sum(c[k:])).clamp(-1.0, 1.0)
+        t_pos, t_neg = weights_to_conductances(target, g_max)
+        g_pos, nu_pos = device.program(t_pos, generator)
+        g_neg, nu_neg = device.program(t_neg, generator)
+        done = done + c[k] * conductances_to_weights(g_pos, g_neg, g_max)
+        g_all.append(torch.stack([g_pos, g_neg]))
+        nu_all.append(torch.stack([nu_pos, nu_neg]))
+    return torch.stack(g_all), torch.stack(nu_all)
+
+
+def read_pairs(device: Any, g_prog: Tensor, nu: Tensor, t: float,
+               generator: torch.Generator | None = None) -> Tensor:
+    """Read every device of :func:`program_pairs` t s after programming (drift, then fresh
+    1/f read noise, pcm-model.md sec. 3-4), pair by pair, G+ before G-: (P, 2, ...) uS."""
+    return torch.stack([torch.stack([device.read(g_prog[k, i], nu[k, i], t, generator)
+                                     for i in (0, 1)]) for k in range(g_prog.shape[0])])
+
+
+def combine_pairs(g: Tensor, gain: float, g_max: float) -> Tensor:
+    """Pairs (P, 2, ...) in uS -> the normalised weight sum_k c_k (G_k+ - G_k-) / g_max,
+    c the :func:`pair_significance` (pcm-model.md sec. 1)."""
+    c = pair_significance(g.shape[0], gain)
+    w = torch.zeros(g.shape[2:], dtype=g.dtype, device=g.device)
+    for k in range(g.shape[0]):
+        w = w + c[k] * conductances_to_weights(g[k, 0], g[k, 1], g_max)
+    return w
 
 
 def dac_levels(bits: int) -> int:

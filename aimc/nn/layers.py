@@ -166,11 +166,15 @@ class AnalogLayerMixin:
         w_norm = ft.untile_weights(w_tiles / scale.unsqueeze(-1), geo.fan_in)
         if bias is not None:
             w_norm = torch.cat([w_norm, (bias / scale[:, -1]).unsqueeze(-1)], dim=-1)
-        g_max = cfg.device.g_max
-        target_pos, target_neg = ft.weights_to_conductances(w_norm, g_max)
+        m = cfg.mapping
+        g, nu = ft.program_pairs(cfg.device, w_norm, m.pairs, m.pair_gain,
+                                 m.pair_programming == "closed", gen)
+        if m.pairs == 1:  # one pair keeps the plain (g, out_g, fan_in) buffers
+            g, nu = g[0], nu[0]
         dev = self.weight.device
-        self.g_pos, self.nu_pos = (v.to(dev) for v in cfg.device.program(target_pos, gen))
-        self.g_neg, self.nu_neg = (v.to(dev) for v in cfg.device.program(target_neg, gen))
+        # Own storage per buffer (not views of one stack), as a state_dict snapshot expects.
+        self.g_pos, self.g_neg = (g.select(-4, i).clone().to(dev) for i in (0, 1))
+        self.nu_pos, self.nu_neg = (nu.select(-4, i).clone().to(dev) for i in (0, 1))
         self.w_scale = scale.to(dev)
         self.chip_seed.fill_(seed)
         self.gdc_ref = torch.empty(0, device=dev)
@@ -200,9 +204,13 @@ class AnalogLayerMixin:
         if seed is None:
             seed = mix_seed("read", int(self.chip_seed), t, self.analog_name)
         gen = torch.Generator().manual_seed(mix_seed("read", seed, self.analog_name))
-        g_pos = dev.read(self.g_pos.cpu(), self.nu_pos.cpu(), t, gen)
-        g_neg = dev.read(self.g_neg.cpu(), self.nu_neg.cpu(), t, gen)
-        w_norm = ft.conductances_to_weights(g_pos, g_neg, dev.g_max).to(self.weight.device)
+        g = torch.stack([self.g_pos.cpu(), self.g_neg.cpu()], dim=-4)
+        nu = torch.stack([self.nu_pos.cpu(), self.nu_neg.cpu()], dim=-4)
+        if g.dim() == 4:  # one pair: (2, g, out_g, fan_in)
+            g, nu = g.unsqueeze(0), nu.unsqueeze(0)
+        w_norm = ft.combine_pairs(ft.read_pairs(dev, g, nu, t, gen),
+                                  self.analog_config.mapping.pair_gain, dev.g_max)
+        w_norm = w_norm.to(self.weight.device)
         if self.analog_bias:
             self.b_tiles = w_norm[..., -1].contiguous()
             w_norm = w_norm[..., :-1]

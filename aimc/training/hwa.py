@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..config import MappingConfig
 from ..functional import tile as ft
 from ..nn.convert import analog_layers
 from ..nn.layers import AnalogLayerMixin, mix_seed
@@ -145,16 +146,17 @@ def pcm_weight_std(w: Tensor, device: Any, scale: float = 1.0) -> Tensor:
 
 
 def pcm_drift_weight(w: Tensor, device: Any, t: float, generator: torch.Generator | None = None,
-                     scale: float = 1.0) -> Tensor:
+                     scale: float = 1.0, mapping: MappingConfig | None = None) -> Tensor:
     """The weights a PCM chip holds t s after programming, drift-compensated (no gradient).
 
     The weight part of :func:`pcm_drift_read`, which documents the model.
     """
-    return pcm_drift_read(w, device, t, generator, scale)[0]
+    return pcm_drift_read(w, device, t, generator, scale, mapping)[0]
 
 
 def pcm_drift_read(w: Tensor, device: Any, t: float, generator: torch.Generator | None = None,
-                   scale: float = 1.0) -> tuple[Tensor, Tensor]:
+                   scale: float = 1.0, mapping: MappingConfig | None = None
+                   ) -> tuple[Tensor, Tensor]:
     """The weights a PCM chip holds t s after programming, drift-compensated (no gradient).
 
     pcm-model.md sec. 1-4 and 6 (Joshi 2020 Methods): map with s = g_max / max|W| onto a
@@ -165,10 +167,21 @@ def pcm_drift_read(w: Tensor, device: Any, t: float, generator: torch.Generator 
     Returns the weights and alpha (a 0-d tensor): GDC multiplies the tile's analog outputs,
     and so its output noise, by alpha (sec. 6). One scale s for the whole layer: the chip's
     per-tile scales differ only in layers split over several tiles, where this slightly
-    overstates the noise of the smaller tiles.
+    overstates the noise of the smaller tiles. With ``mapping.pairs`` > 1 the weight is
+    programmed on several pairs as the chip does (``functional.tile.program_pairs``) and
+    alpha weighs each pair's conductances by its significance.
     """
     w = w.detach()
     w_max = w.abs().max().clamp_min(1e-30)
+    if mapping is not None and mapping.pairs > 1:
+        g, nu = ft.program_pairs(device, w / w_max, mapping.pairs, mapping.pair_gain,
+                                 mapping.pair_programming == "closed", generator)
+        g_t = ft.read_pairs(device, g, nu, t, generator)
+        c = torch.tensor(ft.pair_significance(mapping.pairs, mapping.pair_gain))
+        alpha = (c * g.flatten(1).sum(1)).sum() / (c * g_t.flatten(1).sum(1)).sum().clamp_min(
+            1e-30)
+        w_t = ft.combine_pairs(g_t, mapping.pair_gain, device.g_max) * (alpha * w_max)
+        return w + scale * (w_t.to(w.dtype) - w), alpha
     s = device.g_max / w_max
     g_target = torch.stack([(s * w).clamp_min(0.0), (-s * w).clamp_min(0.0)])
     g_prog, nu = device.program(g_target, generator)
@@ -243,7 +256,7 @@ class NoiseInjection:
             lo, hi = math.log(cfg.t_min + 1e-9), math.log(cfg.t_max + 1e-9)
             t = math.exp(lo + u * (hi - lo))
             w_chip, alpha = pcm_drift_read(w, layer.analog_config.device, t, self.generator,
-                                           cfg.pcm_scale)
+                                           cfg.pcm_scale, layer.analog_config.mapping)
             return w + (w_chip.to(w.device) - w.detach()), float(alpha)
         if cfg.noise == "gaussian":
             if not cfg.eta:
