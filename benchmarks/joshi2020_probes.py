@@ -1,7 +1,7 @@
 """The probes behind docs/joshi2020.md's "What we learned" (ResNet-32, CIFAR-10 JPEG copy).
 
 ``sweep ETA PERIPHERY EPOCHS [--noise KIND --pcm-scale S --out-noise --lr LR --bn-stats B
---distill A --teacher FILE]``:
+--distill A --teacher FILE --clip-sigma K]``:
 an HWA fine-tune from the pretrained checkpoint with the study's recipe
 (joshi2020._finetune), then GDC accuracy at 1 s and 1 day (and GDC+AdaBS, as the study
 calibrates it) on 3 chips and the first 3,000 test images; appends one JSON line to
@@ -91,7 +91,8 @@ def sweep(args: argparse.Namespace) -> None:
     if sweep_ckpt:
         net.load_state_dict(state["model"])
     per = bool(args.periphery)
-    hwa = HWAConfig(noise=args.noise, eta=args.eta, pcm_scale=args.pcm_scale, clip_sigma=2.5,
+    hwa = HWAConfig(noise=args.noise, eta=args.eta, pcm_scale=args.pcm_scale,
+                    clip_sigma=args.clip_sigma,
                     dac_adc=per, out_noise=per or args.out_noise, bn_stats=args.bn_stats,
                     distill=args.distill)
     tag = "" if args.noise == "gaussian" else f"_{args.noise}{args.pcm_scale}"
@@ -99,6 +100,7 @@ def sweep(args: argparse.Namespace) -> None:
     tag += f"_lr{args.lr}" if args.lr != 0.01 else ""
     tag += f"_bn{args.bn_stats}" if args.bn_stats != "batch" else ""
     tag += f"_distill{args.distill}" if args.distill else ""
+    tag += f"_clip{args.clip_sigma}" if args.clip_sigma != 2.5 else ""
     teacher = None
     if args.distill:
         if not args.teacher:
@@ -123,6 +125,7 @@ def sweep(args: argparse.Namespace) -> None:
            "periphery": per, **({"out_noise": True} if args.out_noise else {}),
            **({"bn_stats": args.bn_stats} if args.bn_stats != "batch" else {}),
            **({"distill": args.distill, "teacher": args.teacher} if args.distill else {}),
+           **({"clip_sigma": args.clip_sigma} if args.clip_sigma != 2.5 else {}),
            "epochs": args.epochs, **({"lr": args.lr} if args.lr != 0.01 else {}),
            "train_s": train_s, "digital": digital,
            **acc}
@@ -299,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--noise", default="gaussian", choices=("gaussian", "pcm", "pcm-drift"))
     s.add_argument("--pcm-scale", type=float, default=1.0, help="HWAConfig.pcm_scale")
     s.add_argument("--lr", type=float, default=0.01, help="peak LR of the cosine schedule")
+    s.add_argument("--clip-sigma", type=float, default=2.5, help="HWAConfig.clip_sigma")
     s.add_argument("--distill", type=float, default=0.0, help="HWAConfig.distill")
     s.add_argument("--teacher", help="the distillation teacher: a ResNet-32 state dict or "
                                      "a training checkpoint (e.g. a study's work/fp32.ckpt.pt)")
