@@ -105,6 +105,11 @@ class MappingConfig:
     digital_bias: bool = True
     """Add the bias in digital after the ADC (True) or store it on one more crossbar
     row driven at full-scale input (False)."""
+    g_min: float = 0.0
+    """Conductance in uS of a device that holds zero (e.g. a RESET floor): a weight w maps
+    to G+ = g_min + w (g_max - g_min), G- = g_min (pcm-model.md sec. 1 variant). Both
+    devices are programmed, drift and are read; the difference cancels g_min only on
+    average."""
     pairs: int = 1
     """Differential pairs per weight (2 devices each): W = sum_k F^(P-1-k) (G_k+ - G_k-),
     normalised by sum_k F^(P-1-k) so the full scale stays g_max (pcm-model.md sec. 1;
@@ -120,6 +125,7 @@ class MappingConfig:
 
     def __post_init__(self) -> None:
         _choice("MappingConfig", "weight_scaling", self.weight_scaling, WEIGHT_SCALINGS)
+        _float_in("MappingConfig", "g_min", self.g_min, 0.0, 1e6)
         _int_in("MappingConfig", "pairs", self.pairs, 1, 8)
         _float_in("MappingConfig", "pair_gain", self.pair_gain, 1.0, 1000.0)
         _choice("MappingConfig", "pair_programming", self.pair_programming, PAIR_PROGRAMMING)
@@ -147,6 +153,9 @@ class AnalogConfig:
             raise ValueError("AnalogConfig.tile must be a TileConfig")
         if not isinstance(self.mapping, MappingConfig):
             raise ValueError("AnalogConfig.mapping must be a MappingConfig")
+        if self.mapping.g_min >= self.device.g_max:
+            raise ValueError(f"AnalogConfig.mapping.g_min must be below device.g_max "
+                             f"({self.device.g_max} uS), got {self.mapping.g_min}")
 
     # -- dict / TOML round trip --------------------------------------------------------------
     def to_dict(self) -> dict[str, dict[str, Any]]:

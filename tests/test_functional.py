@@ -39,6 +39,11 @@ def test_conductance_round_trip():
     assert gp.tolist() == [[0.0, 0.0, 0.0, 12.5, 25.0]]
     assert gn.tolist() == [[25.0, 6.25, 0.0, 0.0, 0.0]]
     assert torch.equal(ft.conductances_to_weights(gp, gn, 25.0), w)
+    # a non-zero g_min: zero sits at g_min on both devices, full scale still at g_max
+    gp, gn = ft.weights_to_conductances(w, 25.0, g_min=5.0)
+    assert gp.tolist() == [[5.0, 5.0, 5.0, 15.0, 25.0]]
+    assert gn.tolist() == [[25.0, 10.0, 5.0, 5.0, 5.0]]
+    assert torch.equal(ft.conductances_to_weights(gp, gn, 25.0, g_min=5.0), w)
 
 
 @pytest.mark.parametrize(("units", "unit_rows", "rows", "expected"), [

@@ -419,3 +419,21 @@ def test_pcm_drift_read_follows_the_mapping_pairs():
                                 aimc.MappingConfig(pairs=2))
     assert float((one[0] - w).std() / (two - w).std()) == pytest.approx(math.sqrt(2), rel=0.01)
     assert float(alpha) == pytest.approx(1.0, abs=1e-6)  # no drift: GDC does nothing
+
+
+def test_pcm_drift_read_with_g_min_maps_and_drifts_both_devices():
+    # Drift only (no noise, no nu spread) with zero at g_min = 5 uS: G+ = 5 + 20 w/max|w|,
+    # G- = 5 (or the mirror); each device drifts with its own mu_nu, then GDC rescales by
+    # sum g_prog / sum g(t) (pcm-model.md sec. 1, 3, 6).
+    dev = PCM(prog_noise_scale=0.0, read_noise_scale=0.0, drift_sigma_min=0.0,
+              drift_sigma_max=0.0, drift_sigma_a=0.0, drift_sigma_b=0.0)
+    w = torch.tensor([2.0, -1.0, 0.0])
+    mapping = aimc.MappingConfig(g_min=5.0)
+    torch.testing.assert_close(pcm_drift_read(w, dev, 0.0, mapping=mapping)[0], w)
+    t = 86_400.0
+    got, alpha = pcm_drift_read(w, dev, t, mapping=mapping)
+    g = torch.tensor([[25.0, 5.0, 5.0], [5.0, 15.0, 5.0]])
+    g_t = g * ((t + 20.0) / 20.0) ** -dev.drift_stats(g)[0]
+    want_alpha = g.sum() / g_t.sum()
+    torch.testing.assert_close(alpha, want_alpha)
+    torch.testing.assert_close(got, (g_t[0] - g_t[1]) * want_alpha * 2.0 / 20.0)

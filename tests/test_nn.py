@@ -383,3 +383,35 @@ def test_state_dict_snapshot_of_a_two_pair_chip(net_and_data):
     aimc.drift(fresh, 86400.0)
     with torch.no_grad():
         assert torch.equal(fresh(x), chip(x))
+
+
+def test_g_min_ideal_reproduces_digital_and_pcm_drifts_both_devices(net_and_data):
+    net, x = net_and_data
+    cfg = _ideal(input_range="dynamic")
+    chip = aimc.convert(net, dataclasses.replace(cfg, mapping=aimc.MappingConfig(g_min=5.0)))
+    aimc.program(chip.eval(), seed=0)
+    with torch.no_grad():
+        assert _rel_err(chip(x), net(x)) < 1e-5
+    # PCM, drift only (no noise, no nu spread): G+ = g_min + 20 w_n drifts with nu(G+), the
+    # other device sits at g_min and drifts with nu(g_min) (pcm-model.md sec. 3), so
+    # W(t) = (G+ f(G+) - g_min f(g_min)) / 20 in normalised units; a zero weight stays 0.
+    dev = PCM(prog_noise_scale=0.0, read_noise_scale=0.0, drift_sigma_min=0.0,
+              drift_sigma_max=0.0, drift_sigma_a=0.0, drift_sigma_b=0.0)
+    lin = nn.Linear(4, 1, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, 0.5, 0.0, -0.25]]))
+    pcm = dataclasses.replace(aimc.presets.pcm_joshi2020(), device=dev,
+                              mapping=aimc.MappingConfig(g_min=5.0))
+    chip = aimc.convert(lin, pcm)
+    aimc.program(chip, seed=0)
+    aimc.drift(chip, 86_400.0)
+    k = (86_400.0 + 20.0) / 20.0
+
+    def f(g):
+        return k ** -float(dev.drift_stats(torch.tensor([g]))[0])
+
+    pairs = [(25.0, 5.0), (15.0, 5.0), (5.0, 5.0), (5.0, 10.0)]  # (G+, G-) per weight
+    want = torch.tensor([(gp * f(gp) - gn * f(gn)) / 20.0 for gp, gn in pairs])
+    torch.testing.assert_close(chip.effective_weight().detach().flatten(), want, rtol=1e-5,
+                               atol=1e-7)
+    assert float(chip.effective_weight()[0, 2]) == 0.0

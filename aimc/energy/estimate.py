@@ -68,8 +68,11 @@ def conductance_sum(layer: nn.Module) -> tuple[float, str]:
     w_tiles = ft.tile_weights(layer.weight_matrix().detach().float().cpu(), geo.n_tiles,
                               geo.tile_rows)
     scale = ft.weight_scales(w_tiles, cfg.tile.cols, cfg.mapping.weight_scaling == "column")
-    # Open-loop pairs each hold the weight (closed-loop ones hold less: an upper bound).
-    g = (w_tiles.abs() / scale.unsqueeze(-1)).sum() * cfg.device.g_max * cfg.mapping.pairs
+    # Open-loop pairs each hold the weight (closed-loop ones hold less: an upper bound);
+    # each of a pair's two devices sits at g_min or above.
+    m = cfg.mapping
+    g = (w_tiles.abs() / scale.unsqueeze(-1)).sum() * (cfg.device.g_max - m.g_min)
+    g = (g + 2 * m.g_min * layer.weight.numel()) * m.pairs
     return float(g), "target"
 
 

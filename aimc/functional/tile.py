@@ -91,17 +91,21 @@ def weight_scales(w_tiles: Tensor, cols: int, per_column: bool,
     return torch.where(amax > 0, amax, torch.ones_like(amax)).contiguous()
 
 
-def weights_to_conductances(w_norm: Tensor, g_max: float) -> tuple[Tensor, Tensor]:
+def weights_to_conductances(w_norm: Tensor, g_max: float, g_min: float = 0.0
+                            ) -> tuple[Tensor, Tensor]:
     """Normalised weights in [-1, 1] -> differential pair (G+, G-) in uS (pcm-model.md sec. 1).
 
-    Positive weights go on G+ (G- = 0), negative ones on G- (G+ = 0).
+    Positive weights go on G+ (G- = g_min), negative ones on G- (G+ = g_min); full scale is
+    g_max on the active device.
     """
-    return (w_norm.clamp_min(0.0) * g_max, (-w_norm).clamp_min(0.0) * g_max)
+    span = g_max - g_min
+    return (w_norm.clamp_min(0.0) * span + g_min, (-w_norm).clamp_min(0.0) * span + g_min)
 
 
-def conductances_to_weights(g_pos: Tensor, g_neg: Tensor, g_max: float) -> Tensor:
-    """Differential pair in uS -> normalised weight (G+ - G-) / g_max."""
-    return (g_pos - g_neg) / g_max
+def conductances_to_weights(g_pos: Tensor, g_neg: Tensor, g_max: float, g_min: float = 0.0
+                            ) -> Tensor:
+    """Differential pair in uS -> normalised weight (G+ - G-) / (g_max - g_min)."""
+    return (g_pos - g_neg) / (g_max - g_min)
 
 
 def pair_significance(pairs: int, gain: float) -> list[float]:
@@ -115,8 +119,8 @@ def pair_significance(pairs: int, gain: float) -> list[float]:
 
 
 def program_pairs(device: Any, w_norm: Tensor, pairs: int = 1, gain: float = 1.0,
-                  closed_loop: bool = False, generator: torch.Generator | None = None
-                  ) -> tuple[Tensor, Tensor]:
+                  closed_loop: bool = False, generator: torch.Generator | None = None,
+                  g_min: float = 0.0) -> tuple[Tensor, Tensor]:
     """Program normalised weights in [-1, 1] onto ``pairs`` differential pairs.
 
     Returns (g_prog, nu), each (P, 2, *w_norm.shape): [k, 0] is G_k+, [k, 1] is G_k-, in
@@ -125,7 +129,8 @@ def program_pairs(device: Any, w_norm: Tensor, pairs: int = 1, gain: float = 1.0
     programmed to what the pairs before it missed, (w - sum_j<k c_j p_j) / sum_j>=k c_j,
     clipped to [-1, 1], where p_j is pair j as programmed (its verify read is taken as
     exact) and c the :func:`pair_significance`. Devices are programmed pair by pair, G+
-    before G-, so one pair draws what the plain mapping draws.
+    before G-, so one pair draws what the plain mapping draws. ``g_min``: see
+    :func:`weights_to_conductances`.
     """
     c = pair_significance(pairs, gain)
     g_max = device.g_max
@@ -135,10 +140,10 @@ def program_pairs(device: Any, w_norm: Tensor, pairs: int = 1, gain: float = 1.0
         target = w_norm
         if closed_loop and k:
             target = ((w_norm - done) / sum(c[k:])).clamp(-1.0, 1.0)
-        t_pos, t_neg = weights_to_conductances(target, g_max)
+        t_pos, t_neg = weights_to_conductances(target, g_max, g_min)
         g_pos, nu_pos = device.program(t_pos, generator)
         g_neg, nu_neg = device.program(t_neg, generator)
-        done = done + c[k] * conductances_to_weights(g_pos, g_neg, g_max)
+        done = done + c[k] * conductances_to_weights(g_pos, g_neg, g_max, g_min)
         g_all.append(torch.stack([g_pos, g_neg]))
         nu_all.append(torch.stack([nu_pos, nu_neg]))
     return torch.stack(g_all), torch.stack(nu_all)
@@ -152,13 +157,14 @@ def read_pairs(device: Any, g_prog: Tensor, nu: Tensor, t: float,
                                      for i in (0, 1)]) for k in range(g_prog.shape[0])])
 
 
-def combine_pairs(g: Tensor, gain: float, g_max: float) -> Tensor:
-    """Pairs (P, 2, ...) in uS -> the normalised weight sum_k c_k (G_k+ - G_k-) / g_max,
-    c the :func:`pair_significance` (pcm-model.md sec. 1)."""
+def combine_pairs(g: Tensor, gain: float, g_max: float, g_min: float = 0.0) -> Tensor:
+    """Pairs (P, 2, ...) in uS -> the normalised weight
+    sum_k c_k (G_k+ - G_k-) / (g_max - g_min), c the :func:`pair_significance`
+    (pcm-model.md sec. 1)."""
     c = pair_significance(g.shape[0], gain)
     w = torch.zeros(g.shape[2:], dtype=g.dtype, device=g.device)
     for k in range(g.shape[0]):
-        w = w + c[k] * conductances_to_weights(g[k, 0], g[k, 1], g_max)
+        w = w + c[k] * conductances_to_weights(g[k, 0], g[k, 1], g_max, g_min)
     return w
 
 

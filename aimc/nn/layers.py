@@ -168,7 +168,7 @@ class AnalogLayerMixin:
             w_norm = torch.cat([w_norm, (bias / scale[:, -1]).unsqueeze(-1)], dim=-1)
         m = cfg.mapping
         g, nu = ft.program_pairs(cfg.device, w_norm, m.pairs, m.pair_gain,
-                                 m.pair_programming == "closed", gen)
+                                 m.pair_programming == "closed", gen, m.g_min)
         if m.pairs == 1:  # one pair keeps the plain (g, out_g, fan_in) buffers
             g, nu = g[0], nu[0]
         dev = self.weight.device
@@ -208,8 +208,9 @@ class AnalogLayerMixin:
         nu = torch.stack([self.nu_pos.cpu(), self.nu_neg.cpu()], dim=-4)
         if g.dim() == 4:  # one pair: (2, g, out_g, fan_in)
             g, nu = g.unsqueeze(0), nu.unsqueeze(0)
-        w_norm = ft.combine_pairs(ft.read_pairs(dev, g, nu, t, gen),
-                                  self.analog_config.mapping.pair_gain, dev.g_max)
+        m = self.analog_config.mapping
+        w_norm = ft.combine_pairs(ft.read_pairs(dev, g, nu, t, gen), m.pair_gain, dev.g_max,
+                                  m.g_min)
         w_norm = w_norm.to(self.weight.device)
         if self.analog_bias:
             self.b_tiles = w_norm[..., -1].contiguous()

@@ -169,21 +169,23 @@ def pcm_drift_read(w: Tensor, device: Any, t: float, generator: torch.Generator 
     per-tile scales differ only in layers split over several tiles, where this slightly
     overstates the noise of the smaller tiles. With ``mapping.pairs`` > 1 the weight is
     programmed on several pairs as the chip does (``functional.tile.program_pairs``) and
-    alpha weighs each pair's conductances by its significance.
+    alpha weighs each pair's conductances by its significance; ``mapping.g_min`` puts
+    zero at that conductance.
     """
     w = w.detach()
     w_max = w.abs().max().clamp_min(1e-30)
+    g_min = mapping.g_min if mapping is not None else 0.0
     if mapping is not None and mapping.pairs > 1:
         g, nu = ft.program_pairs(device, w / w_max, mapping.pairs, mapping.pair_gain,
-                                 mapping.pair_programming == "closed", generator)
+                                 mapping.pair_programming == "closed", generator, g_min)
         g_t = ft.read_pairs(device, g, nu, t, generator)
         c = torch.tensor(ft.pair_significance(mapping.pairs, mapping.pair_gain))
         alpha = (c * g.flatten(1).sum(1)).sum() / (c * g_t.flatten(1).sum(1)).sum().clamp_min(
             1e-30)
-        w_t = ft.combine_pairs(g_t, mapping.pair_gain, device.g_max) * (alpha * w_max)
+        w_t = ft.combine_pairs(g_t, mapping.pair_gain, device.g_max, g_min) * (alpha * w_max)
         return w + scale * (w_t.to(w.dtype) - w), alpha
-    s = device.g_max / w_max
-    g_target = torch.stack([(s * w).clamp_min(0.0), (-s * w).clamp_min(0.0)])
+    s = (device.g_max - g_min) / w_max
+    g_target = torch.stack([(s * w).clamp_min(0.0) + g_min, (-s * w).clamp_min(0.0) + g_min])
     g_prog, nu = device.program(g_target, generator)
     g_t = device.read(g_prog, nu, t, generator)
     alpha = g_prog.sum() / g_t.sum().clamp_min(1e-30)
