@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import sys
 import time
@@ -39,7 +40,7 @@ from typing import Any
 import torch
 
 from .. import models, presets
-from ..config import write_text_atomic
+from ..config import PAIR_PROGRAMMING, MappingConfig, write_text_atomic
 from ..data.cifar import IMAGENET_MEAN, IMAGENET_STD, CifarLoader, load_cifar10
 from ..inference import accuracy, calibrate_inputs, evaluate_over_time
 from ..nn import convert, to_digital
@@ -218,6 +219,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--distill", type=float, default=0.0,
                    help="weight of distillation from the FP32 fine-tuned network in HWA "
                         "training (HWAConfig.distill; 0 = off)")
+    p.add_argument("--pairs", type=int, default=1,
+                   help="differential pairs per weight on the chip (MappingConfig.pairs; "
+                        "2 = 4 PCM devices per weight, Mackin 2019); the HWA noise follows")
+    p.add_argument("--pair-programming", default="open", choices=PAIR_PROGRAMMING,
+                   help="MappingConfig.pair_programming with --pairs > 1")
     p.add_argument("--bn-stats", default="batch", choices=("batch", "running", "frozen"),
                    help="what batch norm normalises with in HWA training "
                         "(HWAConfig.bn_stats)")
@@ -260,6 +266,12 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         study["bn_stats"] = args.bn_stats
     if args.distill:
         study["distill"] = args.distill
+    if args.pairs != 1 or args.pair_programming != "open":
+        try:
+            MappingConfig(pairs=args.pairs)
+        except ValueError as err:
+            raise SystemExit(f"--pairs: {err}") from err
+        study["pairs"], study["pair_programming"] = args.pairs, args.pair_programming
     return study
 
 
@@ -324,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"FP32 fine-tuned: {100 * fp32_acc:.2f}%")
 
     cfg = presets.pcm_joshi2020()
+    cfg = dataclasses.replace(cfg, mapping=dataclasses.replace(
+        cfg.mapping, pairs=args.pairs, pair_programming=args.pair_programming))
     hwa_cfg = HWAConfig(noise=args.noise, eta=args.eta, pcm_scale=args.pcm_scale,
                         clip_sigma=args.clip_sigma, bn_stats=args.bn_stats,
                         distill=args.distill,
