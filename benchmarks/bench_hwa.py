@@ -7,8 +7,9 @@ weight noise, eta 0.04, and clipping at 2.5 sigma after the step), and once more
 DAC/ADC and output noise simulated in training too (``HWAConfig(dac_adc=True,
 out_noise=True)``, the study's ``--hwa-periphery``), and with the ``"pcm-drift"`` weight
 noise (the PCM chain at a random age) instead of the Gaussian, alone and with the output
-noise (``out_noise=True``, amplified by the GDC gain). Rounds interleave the cases; each
-result is the median of the per-round ratios to the plain step.
+noise (``out_noise=True``, amplified by the GDC gain), and for a chip with two device
+pairs per weight (``MappingConfig(pairs=2, pair_programming="closed")``). Rounds
+interleave the cases; each result is the median of the per-round ratios to the plain step.
 
     python benchmarks/bench_hwa.py --out docs/results
 """
@@ -16,6 +17,7 @@ result is the median of the per-round ratios to the plain step.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -54,7 +56,13 @@ def main(argv: list[str] | None = None) -> int:
         "hwa-pcm-drift": HWAConfig(noise="pcm-drift", clip_sigma=2.5),
         "hwa-pcm-drift-out-noise": HWAConfig(noise="pcm-drift", clip_sigma=2.5,
                                              out_noise=True),
+        "hwa-pcm-drift-2pairs": HWAConfig(noise="pcm-drift", clip_sigma=2.5),
     }
+    pcm = aimc.presets.pcm_joshi2020()
+    # The chip each case trains for: two pairs per weight, closed loop, for "-2pairs".
+    chips = {name: pcm for name in configs}
+    chips["hwa-pcm-drift-2pairs"] = dataclasses.replace(
+        pcm, mapping=dataclasses.replace(pcm.mapping, pairs=2, pair_programming="closed"))
     x = torch.randn(args.batch, 3, 32, 32)
     y = torch.randint(0, 10, (args.batch,))
 
@@ -64,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cases = {"plain": case(plain, None)}
     for name, cfg in configs.items():
-        net = aimc.convert(plain, aimc.presets.pcm_joshi2020()).train()
+        net = aimc.convert(plain, chips[name]).train()
         prepare_hwa(net, cfg, seed=0)
         cases[name] = case(net, cfg.clip_sigma)
     for fn in cases.values():  # warm-up
@@ -99,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                          command=command.strip(),
                          dataset=f"random 3x32x32 inputs, batch {args.batch}",
                          started=started, runtime_s=time.perf_counter() - t0, rows=rows,
-                         config={**{k: c.to_dict() for k, c in configs.items()},
+                         config={**{k: {**c.to_dict(), "mapping": dataclasses.asdict(
+                                     chips[k].mapping)} for k, c in configs.items()},
                                  "optimizer": "SGD momentum 0.9"})
     print(f"wrote {path}")
     return 0
