@@ -1,5 +1,6 @@
 """Hardware-aware training: noise injection, clipping, periphery in training, resume."""
 
+import dataclasses
 import math
 
 import pytest
@@ -419,6 +420,15 @@ def test_pcm_drift_read_follows_the_mapping_pairs():
                                 aimc.MappingConfig(pairs=2))
     assert float((one[0] - w).std() / (two - w).std()) == pytest.approx(math.sqrt(2), rel=0.01)
     assert float(alpha) == pytest.approx(1.0, abs=1e-6)  # no drift: GDC does nothing
+
+
+def test_pcm_noise_refuses_mappings_it_does_not_model():
+    cfg = presets.pcm_joshi2020()
+    for mapping in (aimc.MappingConfig(pairs=2), aimc.MappingConfig(g_min=1.0)):
+        net = aimc.convert(nn.Linear(8, 4), dataclasses.replace(cfg, mapping=mapping))
+        with pytest.raises(ValueError, match="noise='pcm-drift', which follows the mapping"):
+            prepare_hwa(net, HWAConfig(noise="pcm"))
+        prepare_hwa(net, HWAConfig(noise="pcm-drift"))  # accepted
 
 
 def test_pcm_drift_read_with_g_min_maps_and_drifts_both_devices():

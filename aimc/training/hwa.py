@@ -47,9 +47,10 @@ class HWAConfig:
 
     noise: str = "gaussian"
     """Weight noise in training: "gaussian" (std = eta * max|W| of the layer), "pcm"
-    (per weight, the PCM programming noise of its mapped conductance pair), "pcm-drift"
-    (the whole device chain: programming, drift with its device-to-device spread and read
-    noise at a random time in [t_min, t_max], then global drift compensation) or "none"."""
+    (per weight, the PCM programming noise of its mapped conductance pair; one pair from
+    0 uS only), "pcm-drift" (the whole device chain: programming, drift with its
+    device-to-device spread and read noise at a random time in [t_min, t_max], then
+    global drift compensation; follows the layer's MappingConfig) or "none"."""
     eta: float = 0.04
     """Relative std of the "gaussian" noise, in units of the layer's max|W| (0.02-0.1
     typical; 0.04 is about the PCM programming noise at g_max, 1.06 uS / 25 uS)."""
@@ -335,6 +336,13 @@ def prepare_hwa(model: nn.Module, config: HWAConfig | None = None, seed: int = 0
                 raise ValueError(f"HWAConfig.noise='{config.noise}' needs a PCM-like device; "
                                  f"layer '{name}' has "
                                  f"{type(layer.analog_config.device).__name__}")
+            m = layer.analog_config.mapping
+            if config.noise == "pcm" and (m.pairs > 1 or m.g_min > 0):
+                # pcm_weight_std is the one-pair, zero-floor programming noise
+                raise ValueError(f"HWAConfig.noise='pcm' models one device pair from 0 uS; "
+                                 f"layer '{name}' maps to {m.pairs} pair(s) from g_min = "
+                                 f"{m.g_min} uS: use noise='pcm-drift', which follows the "
+                                 "mapping")
     hook = NoiseInjection(config, torch.Generator().manual_seed(seed))
     for _, layer in analog_layers(model):
         layer.hwa = hook
