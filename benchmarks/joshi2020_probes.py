@@ -76,13 +76,22 @@ def _gdc_accuracy(net: torch.nn.Module, test: CifarLoader, chips: int,
     return {k: sum(v) / len(v) for k, v in acc.items()}
 
 
-def sweep(args: argparse.Namespace) -> None:
-    x, y = load_cifar10(args.data_dir, "train")
-    xt, yt = load_cifar10(args.data_dir, "test")
+def _protocol(data_dir: str) -> tuple[torch.Tensor, torch.Tensor, CifarLoader, CifarLoader,
+                                       CifarLoader]:
+    """The probe protocol's data: all training images (x, y); 2,000 of them for the DAC
+    ranges (calib) and, with crop+flip as the study's AdaBS sees them (adabs); the first
+    3,000 test images (test)."""
+    x, y = load_cifar10(data_dir, "train")
+    xt, yt = load_cifar10(data_dir, "test")
     xc, yc = _subset(x, y, 2000, 2)
+    return (x, y, CifarLoader(xc, yc, 200, **NORM),
+            CifarLoader(xc, yc, 200, augment=True, seed=0, **NORM),
+            CifarLoader(xt[:3000], yt[:3000], 100, **NORM))
+
+
+def sweep(args: argparse.Namespace) -> None:
+    x, y, calib, adabs, test = _protocol(args.data_dir)
     train = CifarLoader(x, y, 128, shuffle=True, augment=True, seed=0, drop_last=True, **NORM)
-    calib = CifarLoader(xc, yc, 200, **NORM)
-    test = CifarLoader(xt[:3000], yt[:3000], 100, **NORM)
     # --trained: a plain ResNet-32 state dict, or a sweep's own training checkpoint.
     state = torch.load(args.trained, weights_only=True) if args.trained else None
     sweep_ckpt = isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT
@@ -119,7 +128,6 @@ def sweep(args: argparse.Namespace) -> None:
     net.eval()
     digital = aimc.accuracy(aimc.to_digital(net).eval(), test)
     aimc.calibrate_inputs(net, calib, batches=10)
-    adabs = CifarLoader(xc, yc, 200, augment=True, seed=0, **NORM)  # as the study's
     acc = _gdc_accuracy(net, test, chips=3, adabs=adabs)
     row = {"noise": args.noise, "pcm_scale": args.pcm_scale, "eta": args.eta,
            "periphery": per, **({"out_noise": True} if args.out_noise else {}),
@@ -231,12 +239,7 @@ def scaled_noise(cfg: AnalogConfig, factor: float) -> AnalogConfig:
 
 
 def noise_scale(args: argparse.Namespace) -> None:
-    x, y = load_cifar10(args.data_dir, "train")
-    xt, yt = load_cifar10(args.data_dir, "test")
-    xc, yc = _subset(x, y, 2000, 2)
-    calib = CifarLoader(xc, yc, 200, **NORM)
-    adabs = CifarLoader(xc, yc, 200, augment=True, seed=0, **NORM)  # as the study's
-    test = CifarLoader(xt[:3000], yt[:3000], 100, **NORM)
+    _, _, calib, adabs, test = _protocol(args.data_dir)
     net = aimc.models.resnet32_cifar(args.checkpoint).eval()
     digital = aimc.accuracy(net, test)
     for factor in args.factors:
@@ -248,13 +251,8 @@ def noise_scale(args: argparse.Namespace) -> None:
 
 
 def bntime(args: argparse.Namespace) -> None:
-    x, y = load_cifar10(args.data_dir, "train")
-    xt, yt = load_cifar10(args.data_dir, "test")
-    xc, yc = _subset(x, y, 2000, 2)
+    x, y, calib, adabs, test = _protocol(args.data_dir)
     xb, yb = _subset(x, y, 5120, 3)
-    calib = CifarLoader(xc, yc, 200, **NORM)
-    adabs = CifarLoader(xc, yc, 200, augment=True, seed=0, **NORM)  # as the study's
-    test = CifarLoader(xt[:3000], yt[:3000], 100, **NORM)
     base = aimc.convert(aimc.models.resnet32_cifar(args.checkpoint),
                         aimc.presets.pcm_joshi2020())
     trained = {k: v.clone() for k, v in base.state_dict().items()}
