@@ -1,7 +1,7 @@
 """The probes behind docs/joshi2020.md's "What we learned" (ResNet-32, CIFAR-10 JPEG copy).
 
 ``sweep ETA PERIPHERY EPOCHS [--noise KIND --pcm-scale S --out-noise --lr LR --bn-stats B
---distill A --teacher FILE --clip-sigma K]``:
+--distill A --teacher FILE --clip-sigma K --sam-rho R]``:
 an HWA fine-tune from the pretrained checkpoint with the study's recipe
 (joshi2020._finetune), then GDC accuracy at 1 s and 1 day (and GDC+AdaBS, as the study
 calibrates it) on 3 chips and the first 3,000 test images; appends one JSON line to
@@ -103,13 +103,14 @@ def sweep(args: argparse.Namespace) -> None:
     hwa = HWAConfig(noise=args.noise, eta=args.eta, pcm_scale=args.pcm_scale,
                     clip_sigma=args.clip_sigma,
                     dac_adc=per, out_noise=per or args.out_noise, bn_stats=args.bn_stats,
-                    distill=args.distill)
+                    distill=args.distill, sam_rho=args.sam_rho)
     tag = "" if args.noise == "gaussian" else f"_{args.noise}{args.pcm_scale}"
     tag += "_outnoise" if args.out_noise and not per else ""
     tag += f"_lr{args.lr}" if args.lr != 0.01 else ""
     tag += f"_bn{args.bn_stats}" if args.bn_stats != "batch" else ""
     tag += f"_distill{args.distill}" if args.distill else ""
     tag += f"_clip{args.clip_sigma}" if args.clip_sigma != 2.5 else ""
+    tag += f"_sam{args.sam_rho}" if args.sam_rho else ""
     teacher = None
     if args.distill:
         if not args.teacher:
@@ -134,6 +135,7 @@ def sweep(args: argparse.Namespace) -> None:
            **({"bn_stats": args.bn_stats} if args.bn_stats != "batch" else {}),
            **({"distill": args.distill, "teacher": args.teacher} if args.distill else {}),
            **({"clip_sigma": args.clip_sigma} if args.clip_sigma != 2.5 else {}),
+           **({"sam_rho": args.sam_rho} if args.sam_rho else {}),
            "epochs": args.epochs, **({"lr": args.lr} if args.lr != 0.01 else {}),
            "train_s": train_s, "digital": digital,
            **acc}
@@ -302,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--lr", type=float, default=0.01, help="peak LR of the cosine schedule")
     s.add_argument("--clip-sigma", type=float, default=2.5, help="HWAConfig.clip_sigma")
     s.add_argument("--distill", type=float, default=0.0, help="HWAConfig.distill")
+    s.add_argument("--sam-rho", type=float, default=0.0, help="HWAConfig.sam_rho (ASAM)")
     s.add_argument("--teacher", help="the distillation teacher: a ResNet-32 state dict or "
                                      "a training checkpoint (e.g. a study's work/fp32.ckpt.pt)")
     s.add_argument("--bn-stats", default="batch", choices=("batch", "running", "frozen"),

@@ -21,6 +21,7 @@ from aimc.training.hwa import (
     pcm_drift_weight,
     pcm_weight_std,
     quantize_ste,
+    sam_perturbation,
 )
 
 
@@ -269,6 +270,8 @@ def test_config_validation_names_the_field():
         HWAConfig(dac_adc=1)
     with pytest.raises(ValueError, match="HWAConfig.bn_stats"):
         HWAConfig(bn_stats="frozen-ish")
+    with pytest.raises(ValueError, match="HWAConfig.sam_rho"):
+        HWAConfig(sam_rho=-0.5)
 
 
 class _Tiny(nn.Module):
@@ -283,7 +286,7 @@ class _Tiny(nn.Module):
         return self.fc(self.drop(F.relu(self.bn(self.conv(x)))).flatten(1))
 
 
-def _run(ckpt, epochs, seed=0):
+def _run(ckpt, epochs, seed=0, config=None):
     torch.manual_seed(123)
     net = aimc.convert(_Tiny(), presets.pcm_joshi2020())
     g = torch.Generator().manual_seed(9)
@@ -293,15 +296,17 @@ def _run(ckpt, epochs, seed=0):
                          mean=(0.5,) * 3, std=(0.25,) * 3)
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 3 * len(loader))
-    hist = train_hwa(net, loader, epochs, config=HWAConfig(eta=0.05, clip_sigma=3.0),
+    hist = train_hwa(net, loader, epochs, config=config or HWAConfig(eta=0.05, clip_sigma=3.0),
                      optimizer=opt, scheduler=sched, checkpoint=ckpt, seed=seed)
     return net, hist
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
-    full, hist_full = _run(tmp_path / "a.pt", 3)
-    _run(tmp_path / "b.pt", 1)  # interrupted after one epoch, then run again
-    resumed, hist_res = _run(tmp_path / "b.pt", 3)
+@pytest.mark.parametrize("sam_rho", [0.0, 0.5])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, sam_rho):
+    cfg = HWAConfig(eta=0.05, clip_sigma=3.0, sam_rho=sam_rho)
+    full, hist_full = _run(tmp_path / "a.pt", 3, config=cfg)
+    _run(tmp_path / "b.pt", 1, config=cfg)  # interrupted after one epoch, then run again
+    resumed, hist_res = _run(tmp_path / "b.pt", 3, config=cfg)
     for (k, v), v2 in zip(full.state_dict().items(), resumed.state_dict().values(),
                           strict=True):
         assert torch.equal(v, v2), k
@@ -310,7 +315,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     assert state["epoch"] == 3
     assert not any(layer.hwa for _, layer in aimc.analog_layers(resumed))
     # a finished run resumes to nothing, and a checkpoint of other settings is refused
-    again, _ = _run(tmp_path / "a.pt", 3)
+    again, _ = _run(tmp_path / "a.pt", 3, config=cfg)
     assert torch.equal(again.fc.weight, full.fc.weight)
     net = aimc.convert(_Tiny(), presets.pcm_joshi2020())
     with pytest.raises(ValueError, match="HWAConfig"):
@@ -447,3 +452,69 @@ def test_pcm_drift_read_with_g_min_maps_and_drifts_both_devices():
     want_alpha = g.sum() / g_t.sum()
     torch.testing.assert_close(alpha, want_alpha)
     torch.testing.assert_close(got, (g_t[0] - g_t[1]) * want_alpha * 2.0 / 20.0)
+
+
+def test_sam_perturbation_is_the_asam_ascent_step():
+    # e = rho T^2 g / ||T g||, T = |w| + 0.01 max|w| per tensor, one norm over all tensors;
+    # so ||e / T|| = rho (Kwon et al. 2021, eq. 8)
+    g = torch.Generator().manual_seed(0)
+    ws = [torch.randn(5, 4, generator=g), torch.randn(3, generator=g)]
+    gs = [torch.randn(5, 4, generator=g), torch.randn(3, generator=g)]
+    es = sam_perturbation(ws, gs, rho=0.7)
+    ts = [w.abs() + 0.01 * w.abs().max() for w in ws]
+    norm = math.sqrt(sum(float(((t * gr) ** 2).sum()) for t, gr in zip(ts, gs, strict=True)))
+    for e, t, gr in zip(es, ts, gs, strict=True):
+        torch.testing.assert_close(e, 0.7 * t * t * gr / norm)
+    radius = math.sqrt(sum(float(((e / t) ** 2).sum()) for e, t in zip(es, ts, strict=True)))
+    assert math.isclose(radius, 0.7, rel_tol=1e-5)
+    assert all(float(e.abs().sum()) == 0 for e in sam_perturbation(ws, [0 * x for x in gs], 1))
+
+
+def test_sam_step_applies_the_gradient_taken_at_the_perturbed_weights():
+    torch.manual_seed(0)
+    net = aimc.convert(nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)),
+                       presets.ideal())
+    x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
+    w0 = [p.detach().clone() for p in net.parameters()]
+    # by hand: gradient at W, ASAM step on the analog weights, gradient there, SGD with it
+    ref = aimc.to_digital(net)
+    F.cross_entropy(ref(x), y).backward()
+    weights = [ref[0].weight, ref[2].weight]
+    steps = sam_perturbation(weights, [w.grad for w in weights], 0.8)
+    with torch.no_grad():
+        for w, e in zip(weights, steps, strict=True):
+            w.add_(e)
+    ref.zero_grad()
+    F.cross_entropy(ref(x), y).backward()
+    want = [p0 - 0.1 * p.grad for p0, p in zip(w0, ref.parameters(), strict=True)]
+    train_hwa(net, [(x, y)], 1, config=HWAConfig(noise="none", clip_sigma=0, sam_rho=0.8),
+              optimizer=torch.optim.SGD(net.parameters(), lr=0.1))
+    for p, p_want, p0 in zip(net.parameters(), want, w0, strict=True):
+        torch.testing.assert_close(p.detach(), p_want)
+        assert not torch.equal(p.detach(), p0)
+    # without SAM the same step differs: the second gradient is what moved the weights
+    plain = aimc.convert(nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)),
+                         presets.ideal())
+    with torch.no_grad():
+        for p, p0 in zip(plain.parameters(), w0, strict=True):
+            p.copy_(p0)
+    train_hwa(plain, [(x, y)], 1, config=HWAConfig(noise="none", clip_sigma=0),
+              optimizer=torch.optim.SGD(plain.parameters(), lr=0.1))
+    assert not torch.allclose(plain[0].weight, net[0].weight)
+
+
+def test_sam_counts_each_batch_once_in_the_batch_norm_statistics():
+    g = torch.Generator().manual_seed(2)
+    batches = [(torch.randn(16, 3, 8, 8, generator=g),
+                torch.randint(0, 5, (16,), generator=g)) for _ in range(3)]
+    stats = []
+    for rho in (0.0, 1.0):
+        torch.manual_seed(0)
+        net = aimc.convert(_Tiny(), presets.pcm_joshi2020())
+        net.drop.p = 0.0
+        train_hwa(net, batches[:1], 1, config=HWAConfig(noise="none", sam_rho=rho))
+        stats.append((net.bn.running_mean.clone(), net.bn.running_var.clone(),
+                      int(net.bn.num_batches_tracked)))
+    torch.testing.assert_close(stats[1][0], stats[0][0])
+    torch.testing.assert_close(stats[1][1], stats[0][1])
+    assert stats[0][2] == stats[1][2] == 1

@@ -84,6 +84,15 @@ class HWAConfig:
     updated). Gamma and beta train in every case. With batch statistics each mini-batch's
     normalisation removes the per-channel shift its weight noise causes, so the network
     never learns to tolerate the shift a programmed chip shows before AdaBS."""
+    sam_rho: float = 0.0
+    """Radius of adaptive sharpness-aware minimisation on the analog weights (SAM, Foret
+    et al., ICLR 2021; adaptive form ASAM, Kwon et al., ICML 2021): each step first moves
+    every analog weight uphill by e = rho T^2 g / ||T g|| with T = |W| + 0.01 max|W| of
+    its layer (a step scaled to each weight's size, as the PCM error grows with the
+    conductance), takes the gradient again there under fresh weight noise, and applies
+    that gradient to the unmoved weights. It seeks minima that are flat against weight
+    errors rather than only against the sampled ones; it doubles the cost of a step.
+    0 = off (0.5-2 typical for ASAM)."""
 
     def __post_init__(self) -> None:
         if self.noise not in NOISE_KINDS:
@@ -93,7 +102,7 @@ class HWAConfig:
                 and 0 <= self.distill <= 1):
             raise ValueError(f"HWAConfig.distill must be a weight in [0, 1], "
                              f"got {self.distill!r}")
-        for name in ("eta", "pcm_scale", "clip_sigma", "distill_temperature"):
+        for name in ("eta", "pcm_scale", "clip_sigma", "distill_temperature", "sam_rho"):
             value = getattr(self, name)
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
             if not (ok and math.isfinite(value) and 0 <= value <= 100):
@@ -458,14 +467,14 @@ def train_hwa(model: nn.Module, loader: Iterable, epochs: int, *,
             for x, y in loader:
                 optimizer.zero_grad(set_to_none=True)
                 out = model(x)
-                loss = loss_fn(out, y)
+                soft = None
                 if teacher is not None:
                     with torch.no_grad():
                         soft = teacher(x)
-                    loss = ((1 - config.distill) * loss
-                            + config.distill * distillation_loss(out, soft,
-                                                                 config.distill_temperature))
+                loss = _step_loss(out, y, loss_fn, soft, config)
                 loss.backward()
+                if config.sam_rho:
+                    _sam_second_pass(model, x, y, loss_fn, soft, config, bns)
                 optimizer.step()
                 clip_weights(model, config.clip_sigma)
                 if scheduler is not None and scheduler_interval == "step":
@@ -504,6 +513,60 @@ def train_hwa(model: nn.Module, loader: Iterable, epochs: int, *,
     return history
 
 
+def _step_loss(out: Tensor, y: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor],
+               soft: Tensor | None, config: HWAConfig) -> Tensor:
+    loss = loss_fn(out, y)
+    if soft is None:
+        return loss
+    return ((1 - config.distill) * loss
+            + config.distill * distillation_loss(out, soft, config.distill_temperature))
+
+
+def sam_perturbation(weights: list[Tensor], grads: list[Tensor], rho: float,
+                     floor: float = 0.01) -> list[Tensor]:
+    """The adaptive SAM ascent step (Kwon et al., ICML 2021, eq. 8 with the normalisation
+    operator T_w = |w| + floor * max|W| per tensor):
+    e = rho T^2 g / ||T g||, the norm taken over all the tensors together (Foret et al.,
+    ICLR 2021, eq. 2, is the case T = 1). Returns one step per weight tensor; all zeros
+    when every gradient is zero."""
+    scaled = [(w.detach().abs() + floor * w.detach().abs().max()) for w in weights]
+    norm = torch.sqrt(sum(((t * g) ** 2).sum() for t, g in zip(scaled, grads, strict=True)))
+    if float(norm) == 0.0:
+        return [torch.zeros_like(w) for w in weights]
+    return [rho * t * t * g / norm for t, g in zip(scaled, grads, strict=True)]
+
+
+def _sam_second_pass(model: nn.Module, x: Tensor, y: Tensor,
+                     loss_fn: Callable[[Tensor, Tensor], Tensor], soft: Tensor | None,
+                     config: HWAConfig, bns: list[nn.modules.batchnorm._BatchNorm]) -> None:
+    """Replace the gradients in ``model`` with those at the ASAM-perturbed analog weights
+    (:func:`sam_perturbation`); the weights and the batch-norm running statistics come
+    back as they were after the first pass, so one step still counts one batch."""
+    layers = [layer for _, layer in analog_layers(model) if layer.weight.grad is not None]
+    if not layers:
+        return
+    weights = [layer.weight for layer in layers]
+    steps = sam_perturbation(weights, [w.grad for w in weights], config.sam_rho)
+    clean = [w.detach().clone() for w in weights]  # (w + e) - e need not give w back
+    saved = [(bn.running_mean.clone(), bn.running_var.clone(),
+              bn.num_batches_tracked.clone()) for bn in bns]
+    with torch.no_grad():
+        for w, e in zip(weights, steps, strict=True):
+            w.add_(e)
+    try:
+        for p in model.parameters():
+            p.grad = None
+        _step_loss(model(x), y, loss_fn, soft, config).backward()
+    finally:
+        with torch.no_grad():
+            for w, w0 in zip(weights, clean, strict=True):
+                w.copy_(w0)
+            for bn, (mean, var, n) in zip(bns, saved, strict=True):
+                bn.running_mean.copy_(mean)
+                bn.running_var.copy_(var)
+                bn.num_batches_tracked.copy_(n)
+
+
 @torch.no_grad()
 def _track_bn_stats(bn: nn.modules.batchnorm._BatchNorm, args: tuple) -> None:
     """Update ``bn``'s running statistics from its input, as a training-mode forward would
@@ -536,5 +599,6 @@ __all__ = [
     "quantize_ste",
     "remove_hwa",
     "round_ste",
+    "sam_perturbation",
     "train_hwa",
 ]
