@@ -123,6 +123,9 @@ def test_study_names_a_missing_data_dir_and_refuses_other_settings(tmp_path, cap
     with pytest.raises(SystemExit, match="--pairs: MappingConfig.pairs"):
         joshi2020.main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "o2"),
                         "--pairs", "0"])
+    with pytest.raises(SystemExit, match="--sam-rho: HWAConfig.sam_rho"):
+        joshi2020.main(["--data-dir", str(tmp_path), "--out", str(tmp_path / "o3"),
+                        "--sam-rho", "-1"])
 
 
 def test_study_table_and_plot_from_rows(tmp_path):
@@ -155,13 +158,14 @@ def test_study_adabs_images_are_augmented_unless_clean(tmp_path):
         study("--adabs-clean", "--adabs-augment")
 
 
-@pytest.mark.parametrize("extra", [[], ["--distill", "0.5"],
+@pytest.mark.parametrize("extra", [[], ["--distill", "0.5", "--sam-rho", "0.5"],
                                    ["--pairs", "2", "--pair-programming", "closed"]])
 def test_study_runs_end_to_end_on_tiny_data_and_resumes(tmp_path, extra):
     # The whole study on 30 fake training and 12 test images, a random ResNet-32 as the
     # "pretrained" network, with the default pcm-drift noise (and once with distillation
-    # from the FP32 network, once on chips with two pairs per weight); then the same
-    # command again must reuse every saved number and rewrite identical results.
+    # from the FP32 network and sharpness-aware steps, once on chips with two pairs per
+    # weight); then the same command again must reuse every saved number and rewrite
+    # identical results.
     import json
 
     from aimc import models
@@ -179,6 +183,7 @@ def test_study_runs_end_to_end_on_tiny_data_and_resumes(tmp_path, extra):
     first = json.loads((out / "joshi2020.json").read_text())
     assert first["config"]["hwa"]["noise"] == "pcm-drift"
     assert first["config"]["hwa"]["distill"] == (0.5 if "--distill" in extra else 0.0)
+    assert first["config"]["hwa"]["sam_rho"] == (0.5 if "--sam-rho" in extra else 0.0)
     assert first["config"]["analog"]["mapping"]["pairs"] == (2 if "--pairs" in extra else 1)
     methods = {r["method"] for r in first["rows"] if "t_s" in r}
     assert {"pcm+gdc", "pcm+adabs", "pcm+gdc+adabs", "fp32-trained+pcm+gdc",

@@ -32,6 +32,7 @@ import argparse
 import copy
 import dataclasses
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -219,6 +220,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--distill", type=float, default=0.0,
                    help="weight of distillation from the FP32 fine-tuned network in HWA "
                         "training (HWAConfig.distill; 0 = off)")
+    p.add_argument("--sam-rho", type=float, default=0.0,
+                   help="adaptive sharpness-aware minimisation radius in HWA training "
+                        "(HWAConfig.sam_rho; 0 = off; doubles the training time)")
     p.add_argument("--pairs", type=int, default=1,
                    help="differential pairs per weight on the chip (MappingConfig.pairs; "
                         "2 = 4 PCM devices per weight, Mackin 2019); the HWA noise follows")
@@ -253,6 +257,14 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
     study = {k: getattr(args, k) for k in (
         "pretrained", "epochs", "lr", "batch", "train_images", "test_images", "calib_images",
         "chips", "ablation_chips", "noise", "eta", "clip_sigma", "seed")}
+    try:  # fail now, not after the FP32 fine-tune
+        HWAConfig(noise=args.noise, eta=args.eta, pcm_scale=args.pcm_scale,
+                  clip_sigma=args.clip_sigma, bn_stats=args.bn_stats, distill=args.distill,
+                  sam_rho=args.sam_rho)
+    except ValueError as err:
+        field = re.search(r"HWAConfig\.(\w+)", str(err))
+        flag = f"--{field.group(1).replace('_', '-')}: " if field else ""
+        raise SystemExit(f"{flag}{err}") from err
     if args.adabs_clean and args.adabs_augment:
         raise SystemExit("--adabs-clean and --adabs-augment exclude each other")
     args.adabs_augment = not args.adabs_clean
@@ -266,6 +278,8 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         study["bn_stats"] = args.bn_stats
     if args.distill:
         study["distill"] = args.distill
+    if args.sam_rho:
+        study["sam_rho"] = args.sam_rho
     if args.pairs != 1 or args.pair_programming != "open":
         try:
             MappingConfig(pairs=args.pairs)
@@ -340,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg.mapping, pairs=args.pairs, pair_programming=args.pair_programming))
     hwa_cfg = HWAConfig(noise=args.noise, eta=args.eta, pcm_scale=args.pcm_scale,
                         clip_sigma=args.clip_sigma, bn_stats=args.bn_stats,
-                        distill=args.distill,
+                        distill=args.distill, sam_rho=args.sam_rho,
                         dac_adc=args.hwa_periphery, out_noise=args.hwa_periphery)
     hwa = convert(base, cfg)
     hwa_hist = _finetune(hwa, train, calib, args, hwa_cfg, work / "hwa.ckpt.pt", "HWA fine-tune",
