@@ -8,7 +8,8 @@ DAC/ADC and output noise simulated in training too (``HWAConfig(dac_adc=True,
 out_noise=True)``, the study's ``--hwa-periphery``), and with the ``"pcm-drift"`` weight
 noise (the PCM chain at a random age) instead of the Gaussian, alone and with the output
 noise (``out_noise=True``, amplified by the GDC gain), and for a chip with two device
-pairs per weight (``MappingConfig(pairs=2, pair_programming="closed")``). Rounds
+pairs per weight (``MappingConfig(pairs=2, pair_programming="closed")``), and with
+adaptive sharpness-aware steps (``HWAConfig(sam_rho=2)``: two passes per step). Rounds
 interleave the cases; each result is the median of the per-round ratios to the plain step.
 
     python benchmarks/bench_hwa.py --out docs/results
@@ -28,11 +29,15 @@ import torch.nn.functional as F
 import aimc
 from aimc.experiments import now_utc, write_results
 from aimc.training import HWAConfig, clip_weights, prepare_hwa
+from aimc.training.hwa import _sam_second_pass
 
 
-def _step(model, opt, x, y, clip: float | None) -> None:
+def _step(model, opt, x, y, clip: float | None, cfg: HWAConfig | None = None) -> None:
     opt.zero_grad(set_to_none=True)
     F.cross_entropy(model(x), y).backward()
+    if cfg is not None and cfg.sam_rho:  # as train_hwa does it
+        bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        _sam_second_pass(model, x, y, F.cross_entropy, None, cfg, bns)
     opt.step()
     if clip is not None:
         clip_weights(model, clip)
@@ -57,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         "hwa-pcm-drift-out-noise": HWAConfig(noise="pcm-drift", clip_sigma=2.5,
                                              out_noise=True),
         "hwa-pcm-drift-2pairs": HWAConfig(noise="pcm-drift", clip_sigma=2.5),
+        "hwa-pcm-drift-asam": HWAConfig(noise="pcm-drift", clip_sigma=2.5, sam_rho=2.0),
     }
     pcm = aimc.presets.pcm_joshi2020()
     # The chip each case trains for: two pairs per weight, closed loop, for "-2pairs".
@@ -66,15 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     x = torch.randn(args.batch, 3, 32, 32)
     y = torch.randint(0, 10, (args.batch,))
 
-    def case(model: torch.nn.Module, clip: float | None):
+    def case(model: torch.nn.Module, clip: float | None, cfg: HWAConfig | None = None):
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-        return lambda: _step(model, opt, x, y, clip)
+        return lambda: _step(model, opt, x, y, clip, cfg)
 
     cases = {"plain": case(plain, None)}
     for name, cfg in configs.items():
         net = aimc.convert(plain, chips[name]).train()
         prepare_hwa(net, cfg, seed=0)
-        cases[name] = case(net, cfg.clip_sigma)
+        cases[name] = case(net, cfg.clip_sigma, cfg)
     for fn in cases.values():  # warm-up
         fn(), fn()
     times: dict[str, list[float]] = {k: [] for k in cases}
