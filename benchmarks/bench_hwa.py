@@ -24,23 +24,11 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 import aimc
 from aimc.experiments import now_utc, write_results
-from aimc.training import HWAConfig, clip_weights, prepare_hwa
-from aimc.training.hwa import _sam_second_pass
-
-
-def _step(model, opt, x, y, clip: float | None, cfg: HWAConfig | None = None) -> None:
-    opt.zero_grad(set_to_none=True)
-    F.cross_entropy(model(x), y).backward()
-    if cfg is not None and cfg.sam_rho:  # as train_hwa does it
-        bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-        _sam_second_pass(model, x, y, F.cross_entropy, None, cfg, bns)
-    opt.step()
-    if clip is not None:
-        clip_weights(model, clip)
+from aimc.training import HWAConfig, prepare_hwa
+from aimc.training.hwa import train_step
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,15 +60,16 @@ def main(argv: list[str] | None = None) -> int:
     x = torch.randn(args.batch, 3, 32, 32)
     y = torch.randint(0, 10, (args.batch,))
 
-    def case(model: torch.nn.Module, clip: float | None, cfg: HWAConfig | None = None):
+    def case(model: torch.nn.Module, cfg: HWAConfig):
         opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-        return lambda: _step(model, opt, x, y, clip, cfg)
+        return lambda: train_step(model, opt, x, y, cfg)  # train_hwa's step
 
-    cases = {"plain": case(plain, None)}
+    # plain: no analog layers, so no noise and nothing to clip
+    cases = {"plain": case(plain, HWAConfig(noise="none", clip_sigma=0.0))}
     for name, cfg in configs.items():
         net = aimc.convert(plain, chips[name]).train()
         prepare_hwa(net, cfg, seed=0)
-        cases[name] = case(net, cfg.clip_sigma, cfg)
+        cases[name] = case(net, cfg)
     for fn in cases.values():  # warm-up
         fn(), fn()
     times: dict[str, list[float]] = {k: [] for k in cases}

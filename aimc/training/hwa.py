@@ -446,8 +446,7 @@ def train_hwa(model: nn.Module, loader: Iterable, epochs: int, *,
     hook = prepare_hwa(model, config, seed)
     was_training = model.training
     bar = None
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-           and m.track_running_stats]
+    bns = _tracking_bns(model)
     tracking = [m.register_forward_pre_hook(_track_bn_stats) for m in bns
                 if config.bn_stats == "running"]
     try:
@@ -465,18 +464,7 @@ def train_hwa(model: nn.Module, loader: Iterable, epochs: int, *,
                 bar = tqdm(total=total, desc=f"{desc} {epoch + 1}/{epochs}", leave=False)
             loss_sum, correct, seen = 0.0, 0, 0
             for x, y in loader:
-                optimizer.zero_grad(set_to_none=True)
-                out = model(x)
-                soft = None
-                if teacher is not None:
-                    with torch.no_grad():
-                        soft = teacher(x)
-                loss = _step_loss(out, y, loss_fn, soft, config)
-                loss.backward()
-                if config.sam_rho:
-                    _sam_second_pass(model, x, y, loss_fn, soft, config, bns)
-                optimizer.step()
-                clip_weights(model, config.clip_sigma)
+                out, loss = train_step(model, optimizer, x, y, config, loss_fn, teacher, bns)
                 if scheduler is not None and scheduler_interval == "step":
                     scheduler.step()
                 n = int(y.numel())
@@ -511,6 +499,38 @@ def train_hwa(model: nn.Module, loader: Iterable, epochs: int, *,
         remove_hwa(model)
         model.train(was_training)
     return history
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor,
+               config: HWAConfig, loss_fn: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
+               teacher: nn.Module | None = None,
+               bns: list[nn.modules.batchnorm._BatchNorm] | None = None
+               ) -> tuple[Tensor, Tensor]:
+    """One hardware-aware step of :func:`train_hwa` (Joshi et al. 2020 Methods): forward with
+    the injected noise of ``prepare_hwa``, loss (with distillation from ``teacher``),
+    backward, the ASAM second pass when ``config.sam_rho`` (:func:`sam_perturbation`), the
+    optimizer step and the clipping. ``bns``: the batch-norm layers whose running statistics
+    the second pass restores (default: all of the model's that track them). Returns the
+    logits and loss of the first pass."""
+    optimizer.zero_grad(set_to_none=True)
+    out = model(x)
+    soft = None
+    if teacher is not None:
+        with torch.no_grad():
+            soft = teacher(x)
+    loss = _step_loss(out, y, loss_fn, soft, config)
+    loss.backward()
+    if config.sam_rho:
+        _sam_second_pass(model, x, y, loss_fn, soft, config,
+                         _tracking_bns(model) if bns is None else bns)
+    optimizer.step()
+    clip_weights(model, config.clip_sigma)
+    return out, loss
+
+
+def _tracking_bns(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
 
 
 def _step_loss(out: Tensor, y: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor],
@@ -601,4 +621,5 @@ __all__ = [
     "round_ste",
     "sam_perturbation",
     "train_hwa",
+    "train_step",
 ]
