@@ -158,6 +158,22 @@ def test_study_adabs_images_are_augmented_unless_clean(tmp_path):
         study("--adabs-clean", "--adabs-augment")
 
 
+def test_study_trains_the_fp32_baseline_with_the_same_sam_unless_told(tmp_path):
+    from aimc.experiments import joshi2020
+
+    def parsed(*flags):
+        args = joshi2020._parser().parse_args(["--data-dir", str(tmp_path), "--quick", *flags])
+        return joshi2020._resolve(args), joshi2020.fp32_config(args)
+
+    study, fp32 = parsed()
+    assert "sam_rho" not in study and "sam_scope" not in study and fp32.sam_rho == 0
+    study, fp32 = parsed("--sam-rho", "2")
+    assert study["sam_scope"] == "both" and fp32.sam_rho == 2
+    assert (fp32.noise, fp32.clip_sigma) == ("none", 0)
+    study, fp32 = parsed("--sam-rho", "2", "--sam-scope", "hwa")
+    assert study["sam_scope"] == "hwa" and fp32.sam_rho == 0
+
+
 @pytest.mark.parametrize("extra", [[], ["--distill", "0.5", "--sam-rho", "0.5"],
                                    ["--pairs", "2", "--pair-programming", "closed"]])
 def test_study_runs_end_to_end_on_tiny_data_and_resumes(tmp_path, extra):
@@ -184,6 +200,8 @@ def test_study_runs_end_to_end_on_tiny_data_and_resumes(tmp_path, extra):
     assert first["config"]["hwa"]["noise"] == "pcm-drift"
     assert first["config"]["hwa"]["distill"] == (0.5 if "--distill" in extra else 0.0)
     assert first["config"]["hwa"]["sam_rho"] == (0.5 if "--sam-rho" in extra else 0.0)
+    assert first["config"]["fp32"]["sam_rho"] == first["config"]["hwa"]["sam_rho"]
+    assert first["config"]["fp32"]["noise"] == "none"
     assert first["config"]["analog"]["mapping"]["pairs"] == (2 if "--pairs" in extra else 1)
     methods = {r["method"] for r in first["rows"] if "t_s" in r}
     assert {"pcm+gdc", "pcm+adabs", "pcm+gdc+adabs", "fp32-trained+pcm+gdc",

@@ -1,5 +1,6 @@
 """Hardware-aware training: noise injection, clipping, periphery in training, resume."""
 
+import copy
 import dataclasses
 import math
 
@@ -22,6 +23,7 @@ from aimc.training.hwa import (
     pcm_weight_std,
     quantize_ste,
     sam_perturbation,
+    sam_weights,
 )
 
 
@@ -470,14 +472,19 @@ def test_sam_perturbation_is_the_asam_ascent_step():
     assert all(float(e.abs().sum()) == 0 for e in sam_perturbation(ws, [0 * x for x in gs], 1))
 
 
-def test_sam_step_applies_the_gradient_taken_at_the_perturbed_weights():
+@pytest.mark.parametrize("analog", [True, False])
+def test_sam_step_applies_the_gradient_taken_at_the_perturbed_weights(analog):
+    # On an analog model ASAM moves the analog weights; on a plain one (an FP32 baseline
+    # trained with the same optimizer) the Linear weights: the same step either way.
     torch.manual_seed(0)
-    net = aimc.convert(nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)),
-                       presets.ideal())
+    net = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
+    if analog:
+        net = aimc.convert(net, presets.ideal())
+    assert [id(w) for w in sam_weights(net)] == [id(net[0].weight), id(net[2].weight)]
     x, y = torch.randn(16, 6), torch.randint(0, 3, (16,))
     w0 = [p.detach().clone() for p in net.parameters()]
     # by hand: gradient at W, ASAM step on the analog weights, gradient there, SGD with it
-    ref = aimc.to_digital(net)
+    ref = aimc.to_digital(net) if analog else copy.deepcopy(net)
     F.cross_entropy(ref(x), y).backward()
     weights = [ref[0].weight, ref[2].weight]
     steps = sam_perturbation(weights, [w.grad for w in weights], 0.8)
@@ -493,14 +500,22 @@ def test_sam_step_applies_the_gradient_taken_at_the_perturbed_weights():
         torch.testing.assert_close(p.detach(), p_want)
         assert not torch.equal(p.detach(), p0)
     # without SAM the same step differs: the second gradient is what moved the weights
-    plain = aimc.convert(nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)),
-                         presets.ideal())
+    plain = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
+    if analog:
+        plain = aimc.convert(plain, presets.ideal())
     with torch.no_grad():
         for p, p0 in zip(plain.parameters(), w0, strict=True):
             p.copy_(p0)
     train_hwa(plain, [(x, y)], 1, config=HWAConfig(noise="none", clip_sigma=0),
               optimizer=torch.optim.SGD(plain.parameters(), lr=0.1))
     assert not torch.allclose(plain[0].weight, net[0].weight)
+
+
+def test_sam_weights_are_only_the_analog_ones_when_some_layers_stay_digital():
+    net = aimc.convert(nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)),
+                       presets.ideal(), digital=["2"])
+    assert [id(w) for w in sam_weights(net)] == [id(net[0].weight)]
+    assert sam_weights(nn.Sequential(nn.Tanh(), nn.BatchNorm1d(3))) == []
 
 
 def test_sam_counts_each_batch_once_in_the_batch_norm_statistics():

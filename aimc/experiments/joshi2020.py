@@ -126,6 +126,14 @@ def _finetune(model: torch.nn.Module, loader: CifarLoader, calib: CifarLoader,
                      desc=desc, teacher=teacher)
 
 
+def fp32_config(args: argparse.Namespace) -> HWAConfig:
+    """The FP32 baseline's training: no noise, no clipping, and the HWA run's ASAM radius
+    unless ``--sam-scope hwa`` (the same optimizer for both, so the drop measures the
+    hardware, not the optimizer)."""
+    return HWAConfig(noise="none", clip_sigma=0.0,
+                     sam_rho=args.sam_rho if args.sam_scope == "both" else 0.0)
+
+
 def format_table(rows: list[dict], fp32: float) -> str:
     """Accuracy (%) per time and method, mean +- std over chips."""
     timed = [r for r in rows if "t_s" in r]
@@ -221,8 +229,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="weight of distillation from the FP32 fine-tuned network in HWA "
                         "training (HWAConfig.distill; 0 = off)")
     p.add_argument("--sam-rho", type=float, default=0.0,
-                   help="adaptive sharpness-aware minimisation radius in HWA training "
-                        "(HWAConfig.sam_rho; 0 = off; doubles the training time)")
+                   help="adaptive sharpness-aware minimisation radius (HWAConfig.sam_rho; "
+                        "0 = off; doubles the training time)")
+    p.add_argument("--sam-scope", default="both", choices=("both", "hwa"),
+                   help="which fine-tunes use --sam-rho: 'both' (the FP32 baseline too: the "
+                        "same optimizer for both, the fair drop) or 'hwa' (the HWA one only)")
     p.add_argument("--pairs", type=int, default=1,
                    help="differential pairs per weight on the chip (MappingConfig.pairs; "
                         "2 = 4 PCM devices per weight, Mackin 2019); the HWA noise follows")
@@ -280,6 +291,7 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         study["distill"] = args.distill
     if args.sam_rho:
         study["sam_rho"] = args.sam_rho
+        study["sam_scope"] = args.sam_scope
     if args.pairs != 1 or args.pair_programming != "open":
         try:
             MappingConfig(pairs=args.pairs)
@@ -342,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pretrained ResNet-32 on this test set: {100 * store.get('pretrained_accuracy'):.2f}%")
 
     fp32 = copy.deepcopy(base)
-    fp32_hist = _finetune(fp32, train, calib, args, HWAConfig(noise="none", clip_sigma=0.0),
+    fp32_cfg = fp32_config(args)
+    fp32_hist = _finetune(fp32, train, calib, args, fp32_cfg,
                           work / "fp32.ckpt.pt", "FP32 fine-tune", progress)
     if store.get("fp32_accuracy") is None:
         store.set("fp32_accuracy", accuracy(fp32, test))
@@ -412,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{1e6 * e['energy_per_inference_j']:.2f} uJ, {e['tops_per_w']:.2f} TOP/s/W")
     store.set("runtime_s", runtime())
     config = {"study": study, "analog": cfg.to_dict(), "hwa": hwa_cfg.to_dict(),
+              "fp32": fp32_cfg.to_dict(),
               "times_s": TIMES, "methods": {k: list(v[1]) for k, v in VARIANTS.items()},
               "normalisation": norm,
               "optimizer": "SGD momentum 0.9, weight decay 1e-4, cosine LR per step",

@@ -92,6 +92,8 @@ class HWAConfig:
     conductance), takes the gradient again there under fresh weight noise, and applies
     that gradient to the unmoved weights. It seeks minima that are flat against weight
     errors rather than only against the sampled ones; it doubles the cost of a step.
+    In a model with no analog layers it acts on every Linear/Conv weight
+    (:func:`sam_weights`), so an FP32 baseline can share the optimizer.
     0 = off (docs/joshi2020.md measures 0.5 and 2 on ResNet-32)."""
 
     def __post_init__(self) -> None:
@@ -556,16 +558,26 @@ def sam_perturbation(weights: list[Tensor], grads: list[Tensor], rho: float,
     return [rho * t * t * g / norm for t, g in zip(scaled, grads, strict=True)]
 
 
+def sam_weights(model: nn.Module) -> list[Tensor]:
+    """The weights ASAM perturbs (Kwon et al., ICML 2021): those of the analog layers, or,
+    in a model with none (an FP32 baseline trained with the same optimizer), those of every
+    Linear/Conv layer, i.e. the layers :func:`aimc.convert` would put on tiles."""
+    analog = [layer.weight for _, layer in analog_layers(model)]
+    if analog:
+        return analog
+    return [m.weight for m in model.modules()
+            if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+
+
 def _sam_second_pass(model: nn.Module, x: Tensor, y: Tensor,
                      loss_fn: Callable[[Tensor, Tensor], Tensor], soft: Tensor | None,
                      config: HWAConfig, bns: list[nn.modules.batchnorm._BatchNorm]) -> None:
     """Replace the gradients in ``model`` with those at the ASAM-perturbed analog weights
     (:func:`sam_perturbation`); the weights and the batch-norm running statistics come
     back as they were after the first pass, so one step still counts one batch."""
-    layers = [layer for _, layer in analog_layers(model) if layer.weight.grad is not None]
-    if not layers:
+    weights = [w for w in sam_weights(model) if w.grad is not None]
+    if not weights:
         return
-    weights = [layer.weight for layer in layers]
     steps = sam_perturbation(weights, [w.grad for w in weights], config.sam_rho)
     clean = [w.detach().clone() for w in weights]  # (w + e) - e need not give w back
     saved = [(bn.running_mean.clone(), bn.running_var.clone(),
@@ -620,6 +632,7 @@ __all__ = [
     "remove_hwa",
     "round_ste",
     "sam_perturbation",
+    "sam_weights",
     "train_hwa",
     "train_step",
 ]
