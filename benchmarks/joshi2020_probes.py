@@ -24,6 +24,12 @@ preset (programming noise, read noise, drift variability, output noise) multipli
 factor F; the mean drift and the DAC/ADC stay. It measures how far the chip's noise must
 fall before the drop at one day meets a target; prints one JSON line per factor.
 
+``input-range CHECKPOINT [--quantiles Q ... --dynamic]``: the network on the PCM preset
+with the static DAC input ranges calibrated at each quantile of |input| (1 = the maximum;
+the study uses 0.9999), evaluated as ``noise-scale`` does; ``--dynamic`` adds each input
+vector scaled by its own max|x|. A lower quantile lifts the signal over the fixed output
+noise at the price of clipping the largest inputs.
+
 ``bntime CHECKPOINT [--times T ...]``: the network's batch-norm statistics re-estimated
 in software (no chip) from 5,120 crop+flip training images with the pcm-drift weight
 noise fixed at age T (a fresh draw per batch), then evaluated as ``noise-scale`` does
@@ -252,6 +258,24 @@ def noise_scale(args: argparse.Namespace) -> None:
                           "digital": digital, **acc}), flush=True)
 
 
+def input_range(args: argparse.Namespace) -> None:
+    _, _, calib, adabs, test = _protocol(args.data_dir)
+    net = aimc.models.resnet32_cifar(args.checkpoint).eval()
+    pcm = aimc.presets.pcm_joshi2020()
+    for q in args.quantiles:
+        analog = aimc.convert(net, pcm)
+        aimc.calibrate_inputs(analog, calib, batches=10, quantile=q)
+        acc = _gdc_accuracy(analog, test, chips=3, adabs=adabs)
+        print(json.dumps({"checkpoint": args.checkpoint, "input_range": f"quantile {q}",
+                          **acc}), flush=True)
+    if args.dynamic:
+        analog = aimc.convert(net, dataclasses.replace(
+            pcm, tile=dataclasses.replace(pcm.tile, input_range="dynamic")))
+        acc = _gdc_accuracy(analog, test, chips=3, adabs=adabs)
+        print(json.dumps({"checkpoint": args.checkpoint, "input_range": "dynamic", **acc}),
+              flush=True)
+
+
 def bntime(args: argparse.Namespace) -> None:
     x, y, calib, adabs, test = _protocol(args.data_dir)
     xb, yb = _subset(x, y, 5120, 3)
@@ -326,6 +350,11 @@ def main(argv: list[str] | None = None) -> int:
     n = sub.add_parser("noise-scale")
     n.add_argument("checkpoint")
     n.add_argument("--factors", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    ir = sub.add_parser("input-range")
+    ir.add_argument("checkpoint")
+    ir.add_argument("--quantiles", type=float, nargs="+", default=[1.0, 0.9999, 0.999, 0.99])
+    ir.add_argument("--dynamic", action="store_true",
+                    help="also each input vector scaled by its own max|x|")
     bt = sub.add_parser("bntime")
     bt.add_argument("checkpoint")
     bt.add_argument("--times", type=float, nargs="+", default=[0.0, 1.0, 86_400.0])
@@ -334,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     probes = {"sweep": sweep, "components": components, "gdc": gdc, "noise-scale": noise_scale,
-              "bntime": bntime, "bnstats": bnstats}
+              "input-range": input_range, "bntime": bntime, "bnstats": bnstats}
     probes[args.probe](args)
     return 0
 

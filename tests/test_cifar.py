@@ -211,4 +211,5 @@ def test_study_runs_end_to_end_on_tiny_data_and_resumes(tmp_path, extra):
     assert joshi2020.main(argv) == 0
     again = json.loads((out / "joshi2020.json").read_text())
     assert again["rows"] == first["rows"]
+    assert again["energy"] == first["energy"]  # costed on chip 0, resumed or not
     assert json.loads((out / "work" / "state.json").read_text())["values"] == state["values"]

@@ -43,7 +43,7 @@ import torch
 from .. import models, presets
 from ..config import PAIR_PROGRAMMING, MappingConfig, write_text_atomic
 from ..data.cifar import IMAGENET_MEAN, IMAGENET_STD, CifarLoader, load_cifar10
-from ..inference import accuracy, calibrate_inputs, evaluate_over_time
+from ..inference import accuracy, calibrate_inputs, evaluate_over_time, program
 from ..nn import convert, to_digital
 from ..training.hwa import HWAConfig, clip_weights, train_hwa
 from . import demo, plots
@@ -407,6 +407,10 @@ def main(argv: list[str] | None = None) -> int:
                                    compensation=methods, seed=args.seed,
                                    device_name=device_name, progress=progress,
                                    calib_loader=calib_adabs, known=known, on_value=save)
+    # The read energy uses programmed conductances: those of chip 0, whatever chip the
+    # evaluation left programmed (none when every value was resumed).
+    for variant in ("hwa", "digital-ends"):
+        program(nets[variant][0], seed=args.seed)
     energy = {"all-analog": energy_summary(nets["hwa"][0]),
               "first-last-digital": energy_summary(nets["digital-ends"][0])}
 
