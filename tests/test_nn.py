@@ -137,6 +137,42 @@ def test_dynamic_conv1d_matches_direct_computation():
         assert torch.allclose(layer(x), ref, atol=1e-5)
 
 
+@pytest.mark.parametrize("analog_bias", [False, True])
+def test_dynamic_conv2d_ranges_are_per_patch_and_tile(analog_bias):
+    # Two tiles per group, two groups, padding wider than half the kernel, stride 2, 8-bit
+    # DAC: each patch's rows in each tile get their own range max|x| (pcm-model.md sec. 5),
+    # as unfolding the patches and taking the max directly gives.
+    torch.manual_seed(4)
+    conv = nn.Conv2d(10, 6, 3, padding=2, stride=2, groups=2)
+    x = torch.randn(3, 10, 9, 8) * torch.rand(3, 10, 1, 1) * 4
+    cfg = aimc.presets.pcm_joshi2020()
+    cfg.tile.out_noise, cfg.tile.input_range, cfg.tile.adc_bits = 0.0, "dynamic", 0
+    cfg.tile.out_bound, cfg.tile.rows = 0.0, 27  # 3 channels x 9 rows per tile
+    cfg.mapping.digital_bias = not analog_bias
+    layer = aimc.convert(conv, cfg).eval()
+    aimc.program(layer, seed=1)
+    geo = layer.geometry()
+    assert (geo.groups, geo.n_tiles, geo.units_per_tile) == (2, 2, 3)
+    w = layer.effective_weight().reshape(2, 3, 45)
+    cols = F.unfold(x, 3, padding=2, stride=2).view(3, 2, 45, -1)
+    ref = 0
+    for t, rows in enumerate((slice(0, 27), slice(27, 45))):
+        part = cols[:, :, rows]
+        r = part.abs().amax(dim=2, keepdim=True)
+        if analog_bias and t == 1:
+            r = r.clamp_min(1.0)
+        ref = ref + (w[:, :, rows] @ ft.dac(part / r, 8)) * r
+        if analog_bias and t == 1:
+            b = layer.b_tiles * layer.w_scale[:, -1]  # the programmed bias row
+            ref = ref + b.view(1, 2, 3, 1) * ft.dac(1.0 / r, 8) * r
+    if not analog_bias:
+        ref = ref + conv.bias.view(1, 2, 3, 1)
+    with torch.no_grad():
+        got = layer(x)
+    assert got.shape == (3, 6, 6, 5)
+    torch.testing.assert_close(got.reshape(3, 2, 3, 30), ref, atol=1e-5, rtol=1e-5)
+
+
 def test_convert_keeps_weights_and_original(net_and_data):
     net, _ = net_and_data
     before = {k: v.clone() for k, v in net.state_dict().items()}

@@ -512,13 +512,34 @@ class _AnalogConvNd(AnalogLayerMixin):
         if pad_rows:
             cols = F.pad(cols, (0, 0, 0, pad_rows))
         cols = cols.view(batch, geo.groups, geo.n_tiles, geo.tile_rows, n_pos)
-        r = self._with_bias_input(cols.abs().amax(dim=3, keepdim=True), 2)  # (B, g, T, 1, L)
-        x_n = ft.dac(cols / r, self.analog_config.tile.dac_bits)
+        r = self._with_bias_input(self._patch_ranges(x4, geo, kernel, pad, stride, dil), 2)
+        # |cols| <= r, so cols / r needs no clipping: the DAC only rounds, in place.
+        x_n = cols.div_(r)
+        bits = self.analog_config.tile.dac_bits
+        if bits:
+            q = ft.dac_levels(bits)
+            x_n.mul_(q).round_().div_(q)
         partial = torch.matmul(w_tiles, x_n)  # (B, g, T, out_g, L)
         spatial = tuple(
             (x4.shape[2 + i] + 2 * pad[i] - dil[i] * (kernel[i] - 1) - 1) // stride[i] + 1
             for i in range(2))[2 - self._nd:]
         return partial, r, (batch, self.out_channels, *spatial)
+
+
+    def _patch_ranges(self, x4: Tensor, geo: Geometry, kernel, pad, stride, dil) -> Tensor:
+        """max |x| over each patch's rows in each tile, (B, g, T, 1, L): the channel max per
+        tile, then a max-pool over the kernel window, nine times less data than the
+        unfolded patches (zero padding cannot raise a max of absolute values)."""
+        batch, _, h, w = x4.shape
+        c_g = self.in_channels // self.groups
+        m = x4.abs().reshape(batch, self.groups, c_g, h, w)
+        pad_c = geo.n_tiles * geo.units_per_tile - c_g
+        if pad_c:
+            m = F.pad(m, (0, 0, 0, 0, 0, pad_c))
+        m = m.view(batch, self.groups * geo.n_tiles, geo.units_per_tile, h, w).amax(dim=2)
+        m = F.max_pool2d(F.pad(m, (pad[1], pad[1], pad[0], pad[0])), kernel, stride=stride,
+                         dilation=dil)
+        return m.view(batch, self.groups, geo.n_tiles, 1, -1)
 
 
 class AnalogConv1d(_AnalogConvNd, nn.Conv1d):
