@@ -175,13 +175,14 @@ def test_study_trains_the_fp32_baseline_with_the_same_sam_unless_told(tmp_path):
 
 
 @pytest.mark.parametrize("extra", [[], ["--distill", "0.5", "--sam-rho", "0.5"],
-                                   ["--pairs", "2", "--pair-programming", "closed"]])
+                                   ["--pairs", "2", "--pair-programming", "closed",
+                                    "--input-range", "dynamic"]])
 def test_study_runs_end_to_end_on_tiny_data_and_resumes(tmp_path, extra):
     # The whole study on 30 fake training and 12 test images, a random ResNet-32 as the
     # "pretrained" network, with the default pcm-drift noise (and once with distillation
     # from the FP32 network and sharpness-aware steps, once on chips with two pairs per
-    # weight); then the same command again must reuse every saved number and rewrite
-    # identical results.
+    # weight and per-vector input ranges); then the same command again must reuse every
+    # saved number and rewrite identical results.
     import json
 
     from aimc import models
@@ -203,6 +204,9 @@ def test_study_runs_end_to_end_on_tiny_data_and_resumes(tmp_path, extra):
     assert first["config"]["fp32"]["sam_rho"] == first["config"]["hwa"]["sam_rho"]
     assert first["config"]["fp32"]["noise"] == "none"
     assert first["config"]["analog"]["mapping"]["pairs"] == (2 if "--pairs" in extra else 1)
+    assert first["config"]["analog"]["tile"]["input_range"] == (
+        "dynamic" if "--input-range" in extra else "static")
+    assert ("input_range" in first["config"]["study"]) == ("--input-range" in extra)
     methods = {r["method"] for r in first["rows"] if "t_s" in r}
     assert {"pcm+gdc", "pcm+adabs", "pcm+gdc+adabs", "fp32-trained+pcm+gdc",
             "first-last-digital+pcm+gdc+adabs"} <= methods

@@ -41,7 +41,7 @@ from typing import Any
 import torch
 
 from .. import models, presets
-from ..config import PAIR_PROGRAMMING, MappingConfig, write_text_atomic
+from ..config import INPUT_RANGES, PAIR_PROGRAMMING, MappingConfig, write_text_atomic
 from ..data.cifar import IMAGENET_MEAN, IMAGENET_STD, CifarLoader, load_cifar10
 from ..inference import accuracy, calibrate_inputs, evaluate_over_time, program
 from ..nn import convert, to_digital
@@ -239,6 +239,11 @@ def _parser() -> argparse.ArgumentParser:
                         "2 = 4 PCM devices per weight, Mackin 2019); the HWA noise follows")
     p.add_argument("--pair-programming", default="open", choices=PAIR_PROGRAMMING,
                    help="MappingConfig.pair_programming with --pairs > 1")
+    p.add_argument("--input-range", default="static", choices=INPUT_RANGES,
+                   help="the chip's DAC input ranges (TileConfig.input_range): 'static', one "
+                        "per layer calibrated on training images, or 'dynamic', each input "
+                        "vector scaled by its own max|x| (pcm-model.md sec. 5; about 3x "
+                        "slower to evaluate)")
     p.add_argument("--bn-stats", default="batch", choices=("batch", "running", "frozen"),
                    help="what batch norm normalises with in HWA training "
                         "(HWAConfig.bn_stats)")
@@ -298,6 +303,8 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         except ValueError as err:
             raise SystemExit(f"--pairs: {err}") from err
         study["pairs"], study["pair_programming"] = args.pairs, args.pair_programming
+    if args.input_range != "static":
+        study["input_range"] = args.input_range
     return study
 
 
@@ -363,8 +370,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"FP32 fine-tuned: {100 * fp32_acc:.2f}%")
 
     cfg = presets.pcm_joshi2020()
-    cfg = dataclasses.replace(cfg, mapping=dataclasses.replace(
-        cfg.mapping, pairs=args.pairs, pair_programming=args.pair_programming))
+    cfg = dataclasses.replace(
+        cfg, mapping=dataclasses.replace(cfg.mapping, pairs=args.pairs,
+                                         pair_programming=args.pair_programming),
+        tile=dataclasses.replace(cfg.tile, input_range=args.input_range))
     hwa_cfg = HWAConfig(noise=args.noise, eta=args.eta, pcm_scale=args.pcm_scale,
                         clip_sigma=args.clip_sigma, bn_stats=args.bn_stats,
                         distill=args.distill, sam_rho=args.sam_rho,
