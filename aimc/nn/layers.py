@@ -525,7 +525,6 @@ class _AnalogConvNd(AnalogLayerMixin):
             for i in range(2))[2 - self._nd:]
         return partial, r, (batch, self.out_channels, *spatial)
 
-
     def _patch_ranges(self, x4: Tensor, geo: Geometry, kernel, pad, stride, dil) -> Tensor:
         """max |x| over each patch's rows in each tile, (B, g, T, 1, L): the channel max per
         tile, then a max-pool over the kernel window, nine times less data than the
