@@ -1,7 +1,7 @@
 """The probes behind docs/joshi2020.md's "What we learned" (ResNet-32, CIFAR-10 JPEG copy).
 
 ``sweep ETA PERIPHERY EPOCHS [--noise KIND --pcm-scale S --out-noise --lr LR --bn-stats B
---distill A --teacher FILE --clip-sigma K --sam-rho R]``:
+--distill A --teacher FILE --clip-sigma K --sam-rho R --seed S]``:
 an HWA fine-tune from the pretrained checkpoint with the study's recipe
 (joshi2020._finetune), then GDC accuracy at 1 s and 1 day (and GDC+AdaBS, as the study
 calibrates it) on 3 chips and the first 3,000 test images; appends one JSON line to
@@ -97,7 +97,8 @@ def _protocol(data_dir: str) -> tuple[torch.Tensor, torch.Tensor, CifarLoader, C
 
 def sweep(args: argparse.Namespace) -> None:
     x, y, calib, adabs, test = _protocol(args.data_dir)
-    train = CifarLoader(x, y, 128, shuffle=True, augment=True, seed=0, drop_last=True, **NORM)
+    train = CifarLoader(x, y, 128, shuffle=True, augment=True, seed=args.seed, drop_last=True,
+                        **NORM)
     # --trained: a plain ResNet-32 state dict, or a sweep's own training checkpoint.
     state = torch.load(args.trained, weights_only=True) if args.trained else None
     sweep_ckpt = isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT
@@ -117,6 +118,7 @@ def sweep(args: argparse.Namespace) -> None:
     tag += f"_distill{args.distill}" if args.distill else ""
     tag += f"_clip{args.clip_sigma}" if args.clip_sigma != 2.5 else ""
     tag += f"_sam{args.sam_rho}" if args.sam_rho else ""
+    tag += f"_seed{args.seed}" if args.seed else ""
     teacher = None
     if args.distill:
         if not args.teacher:
@@ -129,7 +131,8 @@ def sweep(args: argparse.Namespace) -> None:
     ckpt.parent.mkdir(parents=True, exist_ok=True)
     start = time.time()
     if not args.trained:
-        _finetune(net, train, calib, argparse.Namespace(lr=args.lr, epochs=args.epochs, seed=0),
+        _finetune(net, train, calib,
+                  argparse.Namespace(lr=args.lr, epochs=args.epochs, seed=args.seed),
                   hwa, ckpt, "hwa", False, teacher=teacher)
     train_s = time.time() - start
     net.eval()
@@ -142,6 +145,7 @@ def sweep(args: argparse.Namespace) -> None:
            **({"distill": args.distill, "teacher": args.teacher} if args.distill else {}),
            **({"clip_sigma": args.clip_sigma} if args.clip_sigma != 2.5 else {}),
            **({"sam_rho": args.sam_rho} if args.sam_rho else {}),
+           **({"seed": args.seed} if args.seed else {}),
            "epochs": args.epochs, **({"lr": args.lr} if args.lr != 0.01 else {}),
            "train_s": train_s, "digital": digital,
            **acc}
@@ -329,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--clip-sigma", type=float, default=2.5, help="HWAConfig.clip_sigma")
     s.add_argument("--distill", type=float, default=0.0, help="HWAConfig.distill")
     s.add_argument("--sam-rho", type=float, default=0.0, help="HWAConfig.sam_rho (ASAM)")
+    s.add_argument("--seed", type=int, default=0,
+                   help="training seed: data order, augmentation and weight noise (the "
+                        "chips stay 0, 1, 2)")
     s.add_argument("--teacher", help="the distillation teacher: a ResNet-32 state dict or "
                                      "a training checkpoint (e.g. a study's work/fp32.ckpt.pt)")
     s.add_argument("--bn-stats", default="batch", choices=("batch", "running", "frozen"),
