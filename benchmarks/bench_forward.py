@@ -2,8 +2,9 @@
 
 Eval mode, programmed and drifted to 1 day, PCM preset (8-bit DAC with static input
 ranges, 8-bit ADC, output noise), 2 threads. Cases: Linear 512x512 at batch 256 and a
-ResNet-32-sized Conv2d (64 -> 64, 3x3, 8x8 maps) at batch 256. Timings interleave the
-two layers round by round and report medians and the median of per-round ratios.
+ResNet-32-sized Conv2d (64 -> 64, 3x3, 8x8 maps) at batch 256, and that Conv2d once more
+with dynamic (per-patch) input ranges, which need the unfolded patches. Timings interleave
+the two layers round by round and report medians and the median of per-round ratios.
 
     python benchmarks/bench_forward.py --out docs/results
 """
@@ -31,8 +32,11 @@ def _median_time(fn, reps: int) -> float:
     return statistics.median(times)
 
 
-def measure(layer: nn.Module, x: torch.Tensor, rounds: int, reps: int) -> dict:
-    analog = aimc.convert(layer, aimc.presets.pcm_joshi2020()).eval()
+def measure(layer: nn.Module, x: torch.Tensor, rounds: int, reps: int,
+            input_range: str = "static") -> dict:
+    cfg = aimc.presets.pcm_joshi2020()
+    cfg.tile.input_range = input_range
+    analog = aimc.convert(layer, cfg).eval()
     aimc.calibrate_inputs(analog, [x])
     aimc.program(analog, seed=0)
     aimc.drift(analog, 86_400)
@@ -62,18 +66,21 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(2)
     torch.manual_seed(0)
     started, t0 = now_utc(), time.perf_counter()
+    conv = nn.Conv2d(64, 64, 3, padding=1, bias=False)
+    conv_x = torch.randn(256, 64, 8, 8)
     cases = {
-        "linear-512x512-b256": (nn.Linear(512, 512), torch.randn(256, 512)),
-        "conv2d-64x64-3x3-8x8-b256": (nn.Conv2d(64, 64, 3, padding=1, bias=False),
-                                      torch.randn(256, 64, 8, 8)),
+        "linear-512x512-b256": (nn.Linear(512, 512), torch.randn(256, 512), "static"),
+        "conv2d-64x64-3x3-8x8-b256": (conv, conv_x, "static"),
+        "conv2d-64x64-3x3-8x8-b256-dynamic": (conv, conv_x, "dynamic"),
     }
     rows = []
-    for name, (layer, x) in cases.items():
-        res = measure(layer, x, args.rounds, args.reps)
+    for name, (layer, x, input_range) in cases.items():
+        res = measure(layer, x, args.rounds, args.reps, input_range)
         print(f"{name:28s} torch {res['digital_ms']:7.3f} ms  aimc {res['analog_ms']:7.3f} ms"
               f"  ratio {res['ratio']:.2f} (min {res['ratio_min']:.2f}, "
               f"max {res['ratio_max']:.2f})")
-        rows.append({"method": "pcm", "case": name, "metric": "time_ratio",
+        rows.append({"method": "pcm", "case": name, "input_range": input_range,
+                     "metric": "time_ratio",
                      "mean": round(res["ratio"], 4), "std": None, "n": res["rounds"],
                      "ratio_min": round(res["ratio_min"], 4),
                      "ratio_max": round(res["ratio_max"], 4),

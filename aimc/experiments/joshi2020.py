@@ -242,8 +242,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--input-range", default="static", choices=INPUT_RANGES,
                    help="the chip's DAC input ranges (TileConfig.input_range): 'static', one "
                         "per layer calibrated on training images, or 'dynamic', each input "
-                        "vector scaled by its own max|x| (pcm-model.md sec. 5; about 7x "
-                        "slower to evaluate)")
+                        "vector scaled by its own max|x| (pcm-model.md sec. 5; several "
+                        "times slower to evaluate)")
     p.add_argument("--bn-stats", default="batch", choices=("batch", "running", "frozen"),
                    help="what batch norm normalises with in HWA training "
                         "(HWAConfig.bn_stats)")

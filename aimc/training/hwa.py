@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from ..config import MappingConfig
 from ..functional import tile as ft
-from ..nn.convert import analog_layers
+from ..nn.convert import ANALOG_LAYERS, analog_layers
 from ..nn.layers import AnalogLayerMixin, mix_seed
 
 NOISE_KINDS = ("none", "gaussian", "pcm", "pcm-drift")
@@ -565,8 +565,7 @@ def sam_weights(model: nn.Module) -> list[Tensor]:
     analog = [layer.weight for _, layer in analog_layers(model)]
     if analog:
         return analog
-    return [m.weight for m in model.modules()
-            if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+    return [m.weight for m in model.modules() if type(m) in ANALOG_LAYERS]
 
 
 def _sam_second_pass(model: nn.Module, x: Tensor, y: Tensor,
