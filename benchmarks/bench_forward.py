@@ -2,9 +2,10 @@
 
 Eval mode, programmed and drifted to 1 day, PCM preset (8-bit DAC with static input
 ranges, 8-bit ADC, output noise), 2 threads. Cases: Linear 512x512 at batch 256 and a
-ResNet-32-sized Conv2d (64 -> 64, 3x3, 8x8 maps) at batch 256, and that Conv2d once more
-with dynamic (per-patch) input ranges, which need the unfolded patches. Timings interleave
-the two layers round by round and report medians and the median of per-round ratios.
+ResNet-32-sized Conv2d (64 -> 64, 3x3, 8x8 maps) at batch 256, and the whole CIFAR
+ResNet-32 (all 33 layers analog) at batch 100, each once more with dynamic (per-vector;
+per-patch in a conv) input ranges. Timings interleave the analog and the plain torch
+module round by round and report medians and the median of per-round ratios.
 
     python benchmarks/bench_forward.py --out docs/results
 """
@@ -68,14 +69,22 @@ def main(argv: list[str] | None = None) -> int:
     started, t0 = now_utc(), time.perf_counter()
     conv = nn.Conv2d(64, 64, 3, padding=1, bias=False)
     conv_x = torch.randn(256, 64, 8, 8)
+    resnet = aimc.models.resnet32_cifar()  # random weights: the speed does not depend on them
+    resnet_x = torch.randn(100, 3, 32, 32)
     cases = {
         "linear-512x512-b256": (nn.Linear(512, 512), torch.randn(256, 512), "static"),
+        "linear-512x512-b256-dynamic": (nn.Linear(512, 512), torch.randn(256, 512),
+                                        "dynamic"),
         "conv2d-64x64-3x3-8x8-b256": (conv, conv_x, "static"),
         "conv2d-64x64-3x3-8x8-b256-dynamic": (conv, conv_x, "dynamic"),
+        "resnet32-cifar-b100": (resnet, resnet_x, "static"),
+        "resnet32-cifar-b100-dynamic": (resnet, resnet_x, "dynamic"),
     }
     rows = []
     for name, (layer, x, input_range) in cases.items():
-        res = measure(layer, x, args.rounds, args.reps, input_range)
+        # the whole network takes 10-100x longer per call than one layer
+        reps = max(1, args.reps // 10) if name.startswith("resnet") else args.reps
+        res = measure(layer, x, args.rounds, reps, input_range)
         print(f"{name:28s} torch {res['digital_ms']:7.3f} ms  aimc {res['analog_ms']:7.3f} ms"
               f"  ratio {res['ratio']:.2f} (min {res['ratio_min']:.2f}, "
               f"max {res['ratio_max']:.2f})")

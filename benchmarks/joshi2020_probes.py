@@ -36,6 +36,12 @@ noise fixed at age T (a fresh draw per batch), then evaluated as ``noise-scale``
 (GDC and GDC+AdaBS at 1 s and 1 day); T = 0 keeps the trained statistics. It asks
 whether statistics matched to the deployment age help GDC alone.
 
+``layers CHECKPOINT [--chips N --time T]``: which layers the GDC loss comes from. On each
+chip at age T (GDC, the first 3,000 test images), every analog layer in turn holds its
+exact target weights (no device non-ideality; its DAC, ADC and output noise stay), and
+then every layer but that one does; prints one JSON line per chip and layer
+(``--stages``: the ResNet's three stages exact in turn instead).
+
 ``bnstats CHECKPOINT``: in digital, the network's batch-norm statistics re-estimated (as
 AdaBS does) from clean or crop+flip training images, or from 2,000 clean test images;
 accuracy on the other 8,000 test images; prints one line per case.
@@ -60,6 +66,7 @@ from aimc.config import AnalogConfig, MappingConfig, TileConfig
 from aimc.data.cifar import IMAGENET_MEAN, IMAGENET_STD, CifarLoader, load_cifar10
 from aimc.devices import PCM
 from aimc.experiments.joshi2020 import DEFAULT_PRETRAINED, _finetune, _subset, reestimate_bn
+from aimc.functional import tile as ft
 from aimc.training.hwa import CHECKPOINT_FORMAT, HWAConfig, prepare_hwa, remove_hwa
 
 NORM = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
@@ -302,6 +309,63 @@ def bntime(args: argparse.Namespace) -> None:
                           **acc}), flush=True)
 
 
+def _exact_weights(layer: torch.nn.Module) -> None:
+    """Replace a programmed layer's read weights by its exact mapped targets, alpha 1."""
+    geo = layer.geometry()
+    scale = layer.w_scale.unsqueeze(-1)
+    w = ft.tile_weights(layer.weight_matrix().detach().float(), geo.n_tiles, geo.tile_rows)
+    layer.w_tiles = w / scale
+    if layer.analog_bias:
+        layer.b_tiles = (layer.bias.detach().float().reshape(geo.groups, geo.out_g)
+                         / layer.w_scale[:, -1])
+    if layer.alpha.numel():
+        layer.alpha = torch.ones_like(layer.alpha)
+
+
+def layers(args: argparse.Namespace) -> None:
+    _, _, calib, _, test = _protocol(args.data_dir)
+    net = aimc.convert(aimc.models.resnet32_cifar(args.checkpoint),
+                       aimc.presets.pcm_joshi2020()).eval()
+    aimc.calibrate_inputs(net, calib, batches=10)
+    analog = [(n, m) for n, m in net.named_modules() if hasattr(m, "program_chip")]
+    for chip in range(args.chips):
+        aimc.program(net, seed=chip)
+
+        def read() -> None:
+            aimc.drift(net, args.time)
+            aimc.compensate(net, "gdc")
+
+        read()
+        base = aimc.accuracy(net, test)
+        read()  # restart the output-noise stream, so that every case below sees the same
+        for _, layer in analog:
+            _exact_weights(layer)
+        all_exact = aimc.accuracy(net, test)  # the periphery alone
+        if args.stages:  # whole stages of the ResNet exact instead of single layers
+            for stage in ("conv1 layer1", "layer2", "layer3 linear"):
+                read()
+                for name, layer in analog:
+                    if name.split(".")[0] in stage.split():
+                        _exact_weights(layer)
+                print(json.dumps({"chip": chip, "t": args.time, "stage_exact": stage,
+                                  "all_exact": all_exact, "all_noisy": base,
+                                  "this_exact": aimc.accuracy(net, test)}), flush=True)
+            continue
+        for name, layer in analog:
+            read()
+            _exact_weights(layer)
+            exact_one = aimc.accuracy(net, test)
+            read()
+            for other_name, other in analog:
+                if other_name != name:
+                    _exact_weights(other)
+            only_one = aimc.accuracy(net, test)
+            print(json.dumps({"chip": chip, "t": args.time, "layer": name, "all_exact": all_exact,
+                              "all_noisy": base,
+                              "this_exact": exact_one, "only_this_noisy": only_one}),
+                  flush=True)
+
+
 def bnstats(args: argparse.Namespace) -> None:
     x, y = load_cifar10(args.data_dir, "train")
     xt, yt = load_cifar10(args.data_dir, "test")
@@ -365,12 +429,18 @@ def main(argv: list[str] | None = None) -> int:
     bt = sub.add_parser("bntime")
     bt.add_argument("checkpoint")
     bt.add_argument("--times", type=float, nargs="+", default=[0.0, 1.0, 86_400.0])
+    ly = sub.add_parser("layers")
+    ly.add_argument("checkpoint")
+    ly.add_argument("--chips", type=int, default=5)
+    ly.add_argument("--time", type=float, default=86_400.0)
+    ly.add_argument("--stages", action="store_true",
+                    help="whole stages exact (conv1+layer1, layer2, layer3+linear) instead")
     b = sub.add_parser("bnstats")
     b.add_argument("checkpoint")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     probes = {"sweep": sweep, "components": components, "gdc": gdc, "noise-scale": noise_scale,
-              "input-range": input_range, "bntime": bntime, "bnstats": bnstats}
+              "input-range": input_range, "bntime": bntime, "layers": layers, "bnstats": bnstats}
     probes[args.probe](args)
     return 0
 

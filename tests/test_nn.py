@@ -137,13 +137,13 @@ def test_dynamic_conv1d_matches_direct_computation():
         assert torch.allclose(layer(x), ref, atol=1e-5)
 
 
-@pytest.mark.parametrize("analog_bias", [False, True])
-def test_dynamic_conv2d_ranges_are_per_patch_and_tile(analog_bias):
+@pytest.mark.parametrize("analog_bias,dilation", [(False, 1), (True, 1), (True, 2)])
+def test_dynamic_conv2d_ranges_are_per_patch_and_tile(analog_bias, dilation):
     # Two tiles per group, two groups, padding wider than half the kernel, stride 2, 8-bit
     # DAC: each patch's rows in each tile get their own range max|x| (pcm-model.md sec. 5),
     # as unfolding the patches and taking the max directly gives.
     torch.manual_seed(4)
-    conv = nn.Conv2d(10, 6, 3, padding=2, stride=2, groups=2)
+    conv = nn.Conv2d(10, 6, 3, padding=2, stride=2, groups=2, dilation=dilation)
     x = torch.randn(3, 10, 9, 8) * torch.rand(3, 10, 1, 1) * 4
     cfg = aimc.presets.pcm_joshi2020()
     cfg.tile.out_noise, cfg.tile.input_range, cfg.tile.adc_bits = 0.0, "dynamic", 0
@@ -154,7 +154,7 @@ def test_dynamic_conv2d_ranges_are_per_patch_and_tile(analog_bias):
     geo = layer.geometry()
     assert (geo.groups, geo.n_tiles, geo.units_per_tile) == (2, 2, 3)
     w = layer.effective_weight().reshape(2, 3, 45)
-    cols = F.unfold(x, 3, padding=2, stride=2).view(3, 2, 45, -1)
+    cols = F.unfold(x, 3, padding=2, stride=2, dilation=dilation).view(3, 2, 45, -1)
     ref = 0
     for t, rows in enumerate((slice(0, 27), slice(27, 45))):
         part = cols[:, :, rows]
@@ -169,8 +169,11 @@ def test_dynamic_conv2d_ranges_are_per_patch_and_tile(analog_bias):
         ref = ref + conv.bias.view(1, 2, 3, 1)
     with torch.no_grad():
         got = layer(x)
-    assert got.shape == (3, 6, 6, 5)
-    torch.testing.assert_close(got.reshape(3, 2, 3, 30), ref, atol=1e-5, rtol=1e-5)
+    assert got.shape == ((3, 6, 6, 5) if dilation == 1 else (3, 6, 5, 4))
+    torch.testing.assert_close(got.reshape(ref.shape), ref, atol=1e-5, rtol=1e-5)
+    # Under autograd the patches are built without the in-place buffer: same numbers.
+    x_grad = x.clone().requires_grad_()
+    torch.testing.assert_close(layer(x_grad).detach(), got)
 
 
 def test_convert_keeps_weights_and_original(net_and_data):
@@ -439,3 +442,23 @@ def test_g_min_ideal_reproduces_digital_and_pcm_drifts_both_devices(net_and_data
     torch.testing.assert_close(chip.effective_weight().detach().flatten(), want, rtol=1e-5,
                                atol=1e-7)
     assert float(chip.effective_weight()[0, 2]) == 0.0
+
+
+def test_dynamic_conv_batch_chunks_give_the_same_outputs(monkeypatch):
+    # A large batch with dynamic ranges runs in chunks (aimc.nn.layers._PATCH_CHUNK_FLOATS);
+    # the chunking must not change any output. Noise-free periphery, 8-bit DAC and ADC.
+    from aimc.nn import layers as layers_mod
+    torch.manual_seed(6)
+    conv = nn.Conv2d(4, 5, 3, padding=1)
+    x = torch.randn(7, 4, 6, 6)
+    cfg = aimc.presets.pcm_joshi2020()
+    cfg.tile.out_noise, cfg.tile.input_range = 0.0, "dynamic"
+    layer = aimc.convert(conv, cfg).eval()
+    aimc.program(layer, seed=2)
+    with torch.no_grad():
+        whole = layer(x)
+        monkeypatch.setattr(layers_mod, "_PATCH_CHUNK_FLOATS", 2 * 36 * 36)  # 2 images
+        chunked = layer(x)
+        single = torch.cat([layer(x[i:i + 1]) for i in range(7)])
+    torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(single, whole, atol=1e-6, rtol=1e-6)

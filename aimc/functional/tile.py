@@ -244,7 +244,10 @@ def periphery(partial: Tensor, w_scale: Tensor, in_scale: Tensor | float, *,
     bound = out_bound / partial_unit
     if out_bound:
         y.clamp_(-bound, bound)
-    factor = w_scale.unsqueeze(-1) * in_scale
+    per_vector = isinstance(in_scale, Tensor) and in_scale.dim() > 0
+    # Per-vector ranges: y is rescaled by them in place after the ADC, rather than through
+    # a factor as large as y.
+    factor = w_scale.unsqueeze(-1) * (1.0 if per_vector else in_scale)
     if adc_bits:
         q = dac_levels(adc_bits)
         if abs(q / bound - 1.0) > 1e-12:  # partial already in ADC codes: skip the pass
@@ -253,8 +256,10 @@ def periphery(partial: Tensor, w_scale: Tensor, in_scale: Tensor | float, *,
         factor = factor * (out_bound / q)
     else:
         factor = factor * partial_unit
+    if per_vector:
+        y.mul_(in_scale)
     # Rescale and sum the few tiles into the first tile's slice of the buffer: faster
-    # than a strided reduction, and no new allocation. factor: (..., T, out_g, L|1).
+    # than a strided reduction, and no new allocation. factor: (g, T, out_g, 1).
     out = y[:, :, 0].mul_(factor.select(-3, 0))
     for t in range(1, y.shape[2]):
         out.addcmul_(y[:, :, t], factor.select(-3, t))

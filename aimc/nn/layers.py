@@ -96,6 +96,7 @@ class AnalogLayerMixin:
         # copies and pickles.
         state = dict(self.__dict__)
         state.pop("_dac_buf", None)
+        state.pop("_patch_buf", None)
         state.pop("_w_fwd", None)
         return state
 
@@ -122,6 +123,9 @@ class AnalogLayerMixin:
 
     def _mvm_dynamic(self, x: Tensor, w: Tensor, geo: Geometry
                      ) -> tuple[Tensor, Tensor, tuple[int, ...]]:
+        """Per-vector DAC ranges r; the crossbar sees x q / r rounded (integer DAC codes,
+        q levels; without DAC bits q = 1 and no rounding). Returns (partial outputs, r,
+        output shape)."""
         raise NotImplementedError
 
     def _digital_forward(self, x: Tensor) -> Tensor:
@@ -305,7 +309,8 @@ class AnalogLayerMixin:
             in_scale = r
             bias_in = torch.tensor(r)
         else:
-            w_fwd, unit = self._forward_weights(tile, 1.0)
+            q = ft.dac_levels(tile.dac_bits) if tile.dac_bits else 1
+            w_fwd, unit = self._forward_weights(tile, 1.0 / q)
             partial, in_scale, out_shape = self._mvm_dynamic(x, w_fwd, geo)
             bias_in = in_scale[:, :, -1]  # (B, g, 1, L): the last tile's ranges
         bias_part = None
@@ -424,7 +429,10 @@ class AnalogLinear(AnalogLayerMixin, nn.Linear):
         lead = x.shape[:-1]
         xt = self._pad_tiles(_flatten_lead(x, self.in_features), geo)  # (N, T, R)
         r = self._with_bias_input(xt.abs().amax(dim=-1, keepdim=True), 1)
-        x_n = ft.dac(xt / r, self.analog_config.tile.dac_bits)
+        bits = self.analog_config.tile.dac_bits
+        x_n = xt * ((ft.dac_levels(bits) if bits else 1) / r)  # |x_n| <= q: no clipping
+        if bits:
+            x_n = x_n.round_()
         y = torch.bmm(x_n.transpose(0, 1), w_tiles[0].transpose(1, 2))  # (T, N, out)
         partial = y.permute(1, 0, 2).unsqueeze(1).unsqueeze(-1)
         in_scale = r.unsqueeze(1).unsqueeze(-1)  # (N, 1, T, 1, 1)
@@ -443,6 +451,10 @@ class AnalogLinear(AnalogLayerMixin, nn.Linear):
         new = cls(m.in_features, m.out_features, m.bias is not None, config, name,
                   device="meta")
         return _adopt(new, m, config, name)
+
+
+# Unfolded-patch floats per chunk of a batch with dynamic input ranges (8 MB).
+_PATCH_CHUNK_FLOATS = 1 << 21
 
 
 class _AnalogConvNd(AnalogLayerMixin):
@@ -495,35 +507,74 @@ class _AnalogConvNd(AnalogLayerMixin):
             return torch.channels_last
         return torch.contiguous_format
 
+    def analog_forward(self, x: Tensor) -> Tensor:
+        # Dynamic ranges unfold the patches: run a large batch in chunks whose patches fit
+        # in a few MB, so that they are still in cache when the crossbar product reads them.
+        if self.analog_config.tile.input_range == "dynamic" and x.dim() == self._nd + 2:
+            geo = self.geometry()
+            per_image = (geo.groups * geo.n_tiles * geo.tile_rows * math.prod(x.shape[2:])
+                         // math.prod(self.stride))
+            chunk = max(1, _PATCH_CHUNK_FLOATS // max(per_image, 1))
+            if x.shape[0] > chunk:
+                return torch.cat([super(_AnalogConvNd, self).analog_forward(part)
+                                  for part in x.split(chunk)])
+        return super().analog_forward(x)
+
     def _mvm_dynamic(self, x, w_tiles, geo):
-        # Per-vector ranges are per patch: unfold (im2col), then one matmul per tile.
+        # Per-vector ranges are per patch, so the native conv cannot run on DAC codes. Each
+        # kernel offset's shifted input, times q / (its patch's range) and rounded, is
+        # written into one (g, T, rows, L*B) buffer (the unfolded patches, scaled in the
+        # same pass; batch innermost, so every pass runs over long contiguous rows); the
+        # crossbar product is then one large matrix multiply per tile.
         x, padding = self._padded_input(x)
-        batch = x.shape[0]
         if self._nd == 1:
             x4, kernel = x.unsqueeze(2), (1, *self.kernel_size)
             pad, stride, dil = (0, *padding), (1, *self.stride), (1, *self.dilation)
         else:
             x4, kernel, pad, stride, dil = (x, self.kernel_size, padding, self.stride,
                                             self.dilation)
-        cols = F.unfold(x4, kernel, dilation=dil, padding=pad, stride=stride)  # (B, C*k, L)
-        n_pos = cols.shape[-1]
-        cols = cols.view(batch, geo.groups, geo.fan_in, n_pos)
-        pad_rows = geo.n_tiles * geo.tile_rows - geo.fan_in
-        if pad_rows:
-            cols = F.pad(cols, (0, 0, 0, pad_rows))
-        cols = cols.view(batch, geo.groups, geo.n_tiles, geo.tile_rows, n_pos)
+        batch, _, h, w = x4.shape
+        out_hw = [(n + 2 * pad[i] - dil[i] * (kernel[i] - 1) - 1) // stride[i] + 1
+                  for i, n in enumerate((h, w))]
+        n_pos = out_hw[0] * out_hw[1]
         r = self._with_bias_input(self._patch_ranges(x4, geo, kernel, pad, stride, dil), 2)
-        # |cols| <= r, so cols / r needs no clipping: the DAC only rounds, in place.
-        x_n = cols.div_(r)
         bits = self.analog_config.tile.dac_bits
+        q = ft.dac_levels(bits) if bits else 1
+        # (B, g, T, 1, L) -> (g, T, 1, H', W', B): the scale of each patch's inputs.
+        scale = (q / r).permute(1, 2, 3, 4, 0).reshape(geo.groups, geo.n_tiles, 1, *out_hw,
+                                                       batch)
+        c_g = self.in_channels // self.groups
+        pad_c = geo.n_tiles * geo.units_per_tile - c_g
+        # (B, C, H, W) -> (g, T, channels per tile, H + 2 pad, W + 2 pad, B), zero-padded.
+        xc = F.pad(x4.permute(1, 2, 3, 0).reshape(geo.groups, c_g, h, w, batch),
+                   (0, 0, pad[1], pad[1], pad[0], pad[0], 0, pad_c))
+        xc = xc.view(geo.groups, geo.n_tiles, geo.units_per_tile, *xc.shape[2:])
+        shifted = [xc[:, :, :, i * dil[0]:i * dil[0] + stride[0] * (out_hw[0] - 1) + 1:stride[0],
+                      j * dil[1]:j * dil[1] + stride[1] * (out_hw[1] - 1) + 1:stride[1]]
+                   for i in range(kernel[0]) for j in range(kernel[1])]
+        if torch.is_grad_enabled() and (x.requires_grad or scale.requires_grad):
+            x_n = torch.stack([s * scale for s in shifted], dim=3)
+        else:
+            shape = (geo.groups, geo.n_tiles, geo.units_per_tile, len(shifted), *out_hw,
+                     batch)
+            # Reused across calls (and batch chunks): a fresh buffer of this size costs
+            # more in page faults than filling it.
+            buf = getattr(self, "_patch_buf", None)
+            if buf is None or buf.numel() < math.prod(shape) or buf.dtype != xc.dtype \
+                    or buf.device != xc.device:
+                buf = xc.new_empty(math.prod(shape))
+                self._patch_buf = buf
+            x_n = buf[:math.prod(shape)].view(shape)
+            for k, s in enumerate(shifted):
+                torch.mul(s, scale, out=x_n[:, :, :, k])
+        # |x| <= r, so x q / r needs no clipping: the DAC only rounds, to integer codes.
         if bits:
-            q = ft.dac_levels(bits)
-            x_n.mul_(q).round_().div_(q)
-        partial = torch.matmul(w_tiles, x_n)  # (B, g, T, out_g, L)
-        spatial = tuple(
-            (x4.shape[2 + i] + 2 * pad[i] - dil[i] * (kernel[i] - 1) - 1) // stride[i] + 1
-            for i in range(2))[2 - self._nd:]
-        return partial, r, (batch, self.out_channels, *spatial)
+            x_n = x_n.round_()
+        # Rows in the unfolded order (channel, kernel offset), as the weights have them.
+        y = torch.matmul(w_tiles, x_n.view(geo.groups, geo.n_tiles, geo.tile_rows, -1))
+        partial = y.view(*y.shape[:3], n_pos, batch).permute(4, 0, 1, 2, 3)
+        in_scale = r.permute(1, 2, 3, 4, 0).contiguous().permute(4, 0, 1, 2, 3)
+        return partial, in_scale, (batch, self.out_channels, *out_hw[2 - self._nd:])
 
     def _patch_ranges(self, x4: Tensor, geo: Geometry, kernel, pad, stride, dil) -> Tensor:
         """max |x| over each patch's rows in each tile, (B, g, T, 1, L): the channel max per
