@@ -42,6 +42,12 @@ exact target weights (no device non-ideality; its DAC, ADC and output noise stay
 then every layer but that one does; prints one JSON line per chip and layer
 (``--stages``: the ResNet's three stages exact in turn instead).
 
+``mixed CHECKPOINT``: mixed chips (``aimc.convert(..., overrides=...)``): the first stage
+(conv1 and layer1, 5% of the weights) on two device pairs per weight (closed loop) or
+digital (with or without the last layer), against one pair everywhere and the study's
+first/last-digital ablation;
+evaluated as ``noise-scale`` does; prints one JSON line per case.
+
 ``bnstats CHECKPOINT``: in digital, the network's batch-norm statistics re-estimated (as
 AdaBS does) from clean or crop+flip training images, or from 2,000 clean test images;
 accuracy on the other 8,000 test images; prints one line per case.
@@ -366,6 +372,31 @@ def layers(args: argparse.Namespace) -> None:
                   flush=True)
 
 
+def mixed(args: argparse.Namespace) -> None:
+    _, _, calib, adabs, test = _protocol(args.data_dir)
+    net = aimc.models.resnet32_cifar(args.checkpoint).eval()
+    pcm = aimc.presets.pcm_joshi2020()
+    pairs2 = dataclasses.replace(pcm, mapping=dataclasses.replace(
+        pcm.mapping, pairs=2, pair_programming="closed"))
+    first_stage = ["conv1", "layer1"]
+    stage1 = ["conv1"] + [f"layer1.{i}.conv{j}" for i in range(5) for j in (1, 2)]
+    cases = {
+        "one pair everywhere": {},
+        "first stage on two pairs (closed loop)": {"overrides": dict.fromkeys(first_stage,
+                                                                               pairs2)},
+        "first stage digital": {"digital": stage1},
+        "first stage and last layer digital": {"digital": [*stage1, "linear"]},
+        "first and last layer digital": {"digital": ["conv1", "linear"]},
+    }
+    for name, kwargs in cases.items():
+        if args.cases and name not in args.cases:
+            continue
+        analog = aimc.convert(net, pcm, **kwargs)
+        aimc.calibrate_inputs(analog, calib, batches=10)
+        acc = _gdc_accuracy(analog, test, chips=3, adabs=adabs)
+        print(json.dumps({"checkpoint": args.checkpoint, "case": name, **acc}), flush=True)
+
+
 def bnstats(args: argparse.Namespace) -> None:
     x, y = load_cifar10(args.data_dir, "train")
     xt, yt = load_cifar10(args.data_dir, "test")
@@ -435,12 +466,16 @@ def main(argv: list[str] | None = None) -> int:
     ly.add_argument("--time", type=float, default=86_400.0)
     ly.add_argument("--stages", action="store_true",
                     help="whole stages exact (conv1+layer1, layer2, layer3+linear) instead")
+    mx = sub.add_parser("mixed")
+    mx.add_argument("checkpoint")
+    mx.add_argument("--cases", nargs="+", help="run only these cases (default: all)")
     b = sub.add_parser("bnstats")
     b.add_argument("checkpoint")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     probes = {"sweep": sweep, "components": components, "gdc": gdc, "noise-scale": noise_scale,
-              "input-range": input_range, "bntime": bntime, "layers": layers, "bnstats": bnstats}
+              "input-range": input_range, "bntime": bntime, "layers": layers, "mixed": mixed,
+              "bnstats": bnstats}
     probes[args.probe](args)
     return 0
 

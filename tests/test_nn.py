@@ -193,6 +193,28 @@ def test_convert_keeps_weights_and_original(net_and_data):
         aimc.convert(net, aimc.presets.ideal(), digital=["fc9"])
 
 
+def test_convert_overrides_give_a_mixed_chip():
+    # The longest matching module name picks the config: "stage" for stage.0, "stage.1"
+    # for itself; other layers keep the base config.
+    net = nn.Sequential()
+    net.add_module("stage", nn.Sequential(nn.Linear(6, 5), nn.Linear(5, 4)))
+    net.add_module("head", nn.Linear(4, 3))
+    base = aimc.presets.pcm_joshi2020()
+    two_pairs = dataclasses.replace(base, mapping=aimc.MappingConfig(pairs=2))
+    ideal = aimc.presets.ideal()
+    amodel = aimc.convert(net, base, overrides={"stage": two_pairs, "stage.1": ideal})
+    assert amodel.stage[0].analog_config is two_pairs
+    assert amodel.stage[1].analog_config is ideal
+    assert amodel.head.analog_config is base
+    aimc.program(amodel, seed=0)
+    assert amodel.stage[0].g_pos.shape == (2, 1, 5, 6)  # a leading pair axis
+    assert amodel.head.g_pos.shape == (1, 3, 4)
+    with pytest.raises(ValueError, match="overrides: no module named \\['stage.2'\\]"):
+        aimc.convert(net, base, overrides={"stage.2": base})
+    with pytest.raises(TypeError, match="overrides\\['head'\\] must be an aimc AnalogConfig"):
+        aimc.convert(net, base, overrides={"head": {"pairs": 2}})
+
+
 def test_unsupported_layers_are_listed():
     model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 2))
     with pytest.warns(UserWarning, match="0 \\(Embedding\\)"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from torch import nn
 
@@ -30,23 +30,37 @@ def analog_layers(model: nn.Module) -> Iterator[tuple[str, AnalogLayerMixin]]:
             yield name, module
 
 
-def convert(model: nn.Module, config: AnalogConfig, digital: Iterable[str] = ()
-            ) -> nn.Module:
+def convert(model: nn.Module, config: AnalogConfig, digital: Iterable[str] = (),
+            overrides: Mapping[str, AnalogConfig] | None = None) -> nn.Module:
     """A copy of ``model`` with every Linear/Conv1d/Conv2d on analog tiles (Joshi 2020).
 
     Weights are kept. Layers named in ``digital`` (e.g. ``["conv1", "fc"]`` for the
     first and last layer) and layer types without an analog version stay digital; the
-    latter are listed in a warning. The original model is not changed.
+    latter are listed in a warning. ``overrides`` maps a module name (a layer, or a
+    parent such as ``"layer1"``) to the config its analog layers use instead of
+    ``config``; the longest matching name wins. It gives a mixed chip, e.g. the most
+    sensitive layers on two device pairs per weight (pcm-model.md sec. 1, Mackin 2019).
+    The original model is not changed.
     """
     if not isinstance(config, AnalogConfig):
         raise TypeError(f"config must be an aimc AnalogConfig (see aimc.presets), "
                         f"got {type(config).__name__}")
     digital = set(digital)
+    overrides = dict(overrides or {})
     names = {name for name, _ in model.named_modules()}
-    missing = digital - names
-    if missing:
-        raise ValueError(f"digital: no module named {sorted(missing)} in the model; "
-                         f"module names look like {sorted(n for n in names if n)[:8]}")
+    for what, asked in (("digital", digital), ("overrides", set(overrides))):
+        missing = asked - names
+        if missing:
+            raise ValueError(f"{what}: no module named {sorted(missing)} in the model; "
+                             f"module names look like {sorted(n for n in names if n)[:8]}")
+    for key, cfg in overrides.items():
+        if not isinstance(cfg, AnalogConfig):
+            raise TypeError(f"overrides[{key!r}] must be an aimc AnalogConfig, "
+                            f"got {type(cfg).__name__}")
+
+    def config_for(name: str) -> AnalogConfig:
+        matches = [k for k in overrides if k == "" or name == k or name.startswith(k + ".")]
+        return overrides[max(matches, key=len)] if matches else config
     model = copy.deepcopy(model)
     kept: list[str] = []
 
@@ -55,7 +69,8 @@ def convert(model: nn.Module, config: AnalogConfig, digital: Iterable[str] = ()
             name = f"{prefix}.{child_name}" if prefix else child_name
             target = ANALOG_LAYERS.get(type(child))
             if target is not None and name not in digital:
-                setattr(parent, child_name, target.from_digital(child, config, name))
+                setattr(parent, child_name,
+                        target.from_digital(child, config_for(name), name))
             elif isinstance(child, _WEIGHTED) and name not in digital:
                 kept.append(f"{name} ({type(child).__name__})")
             else:
@@ -63,7 +78,7 @@ def convert(model: nn.Module, config: AnalogConfig, digital: Iterable[str] = ()
 
     root_target = ANALOG_LAYERS.get(type(model))
     if root_target is not None:
-        return root_target.from_digital(model, config, "")
+        return root_target.from_digital(model, config_for(""), "")
     swap(model, "")
     if kept:
         warnings.warn("aimc.convert: these layers have no analog version and stay digital: "
