@@ -172,11 +172,15 @@ def test_study_trains_the_fp32_baseline_with_the_same_sam_unless_told(tmp_path):
     assert (fp32.noise, fp32.clip_sigma) == ("none", 0)
     study, fp32 = parsed("--sam-rho", "2", "--sam-scope", "hwa")
     assert study["sam_scope"] == "hwa" and fp32.sam_rho == 0
+    assert parsed("--digital", "linear", "layer1")[0]["digital"] == ["layer1", "linear"]
+    with pytest.raises(SystemExit, match="--digital: no module named \\['layer9'\\]"):
+        parsed("--digital", "layer9")
 
 
 @pytest.mark.parametrize("extra", [[], ["--distill", "0.5", "--sam-rho", "0.5"],
                                    ["--pairs", "2", "--pair-programming", "closed",
-                                    "--input-range", "dynamic"]])
+                                    "--input-range", "dynamic"],
+                                   ["--digital", "layer1", "conv1"]])
 def test_study_runs_end_to_end_on_tiny_data_and_resumes(tmp_path, extra):
     # The whole study on 30 fake training and 12 test images, a random ResNet-32 as the
     # "pretrained" network, with the default pcm-drift noise (and once with distillation
@@ -207,6 +211,9 @@ def test_study_runs_end_to_end_on_tiny_data_and_resumes(tmp_path, extra):
     assert first["config"]["analog"]["tile"]["input_range"] == (
         "dynamic" if "--input-range" in extra else "static")
     assert ("input_range" in first["config"]["study"]) == ("--input-range" in extra)
+    assert first["config"]["study"].get("digital") == (
+        ["conv1", "layer1"] if "--digital" in extra else None)
+    assert ("main" in first["energy"]) == ("--digital" in extra)  # not "all-analog" then
     methods = {r["method"] for r in first["rows"] if "t_s" in r}
     assert {"pcm+gdc", "pcm+adabs", "pcm+gdc+adabs", "fp32-trained+pcm+gdc",
             "first-last-digital+pcm+gdc+adabs"} <= methods

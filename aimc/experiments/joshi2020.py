@@ -45,6 +45,7 @@ from ..config import INPUT_RANGES, PAIR_PROGRAMMING, MappingConfig, write_text_a
 from ..data.cifar import IMAGENET_MEAN, IMAGENET_STD, CifarLoader, load_cifar10
 from ..inference import accuracy, calibrate_inputs, evaluate_over_time, program
 from ..nn import convert, to_digital
+from ..nn.convert import ANALOG_LAYERS
 from ..training.hwa import HWAConfig, clip_weights, train_hwa
 from . import demo, plots
 from .results import now_utc, write_results
@@ -255,6 +256,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--adabs-augment", action="store_true",
                    help="AdaBS images with the training crop+flip: the default now; "
                         "accepted so that older commands still run")
+    p.add_argument("--digital", nargs="+", default=[], metavar="MODULE",
+                   help="modules kept digital in the PCM networks and in the HWA training, "
+                        "e.g. conv1 layer1 linear (a mixed chip); the first/last-digital "
+                        "ablation adds conv1 and linear")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -305,6 +310,13 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         study["pairs"], study["pair_programming"] = args.pairs, args.pair_programming
     if args.input_range != "static":
         study["input_range"] = args.input_range
+    if args.digital:
+        names = {n for n, _ in models.resnet32_cifar().named_modules() if n}
+        unknown = sorted(set(args.digital) - names)
+        if unknown:
+            raise SystemExit(f"--digital: no module named {unknown} in the ResNet-32; names "
+                             f"look like conv1, layer1, layer1.0.conv1, linear")
+        study["digital"] = sorted(set(args.digital))
     return study
 
 
@@ -378,7 +390,11 @@ def main(argv: list[str] | None = None) -> int:
                         clip_sigma=args.clip_sigma, bn_stats=args.bn_stats,
                         distill=args.distill, sam_rho=args.sam_rho,
                         dac_adc=args.hwa_periphery, out_noise=args.hwa_periphery)
-    hwa = convert(base, cfg)
+    # Modules kept digital (--digital): every layer under those names.
+    digital = [n for n, m in base.named_modules()
+               if type(m) in ANALOG_LAYERS and any(n == d or n.startswith(d + ".")
+                                                   for d in args.digital)]
+    hwa = convert(base, cfg, digital=digital)
     hwa_hist = _finetune(hwa, train, calib, args, hwa_cfg, work / "hwa.ckpt.pt", "HWA fine-tune",
                          progress, teacher=fp32 if args.distill else None)
     hwa_digital = to_digital(hwa).eval()
@@ -392,8 +408,9 @@ def main(argv: list[str] | None = None) -> int:
     # -- PCM evaluation ----------------------------------------------------------------------
     nets = {
         "hwa": (hwa, args.chips),
-        "fp32-trained": (convert(fp32, cfg), args.ablation_chips),
-        "digital-ends": (convert(hwa_digital, cfg, digital=["conv1", "linear"]),
+        "fp32-trained": (convert(fp32, cfg, digital=digital), args.ablation_chips),
+        "digital-ends": (convert(hwa_digital, cfg,
+                                 digital=sorted({*digital, "conv1", "linear"})),
                          args.ablation_chips),
     }
     rows: list[dict] = []
@@ -420,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     # evaluation left programmed (none when every value was resumed).
     for variant in ("hwa", "digital-ends"):
         program(nets[variant][0], seed=args.seed)
-    energy = {"all-analog": energy_summary(nets["hwa"][0]),
+    energy = {"all-analog" if not digital else "main": energy_summary(nets["hwa"][0]),
               "first-last-digital": energy_summary(nets["digital-ends"][0])}
 
     # -- results -----------------------------------------------------------------------------
@@ -433,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print(format_table(rows, fp32_acc))
     print("\n" + markdown_table(rows, fp32_acc))
-    e = energy["all-analog"]
+    e = energy["all-analog" if not digital else "main"]
     print(f"\nenergy per inference on {e['hardware']}: "
           f"{1e6 * e['energy_per_inference_j']:.2f} uJ, {e['tops_per_w']:.2f} TOP/s/W")
     store.set("runtime_s", runtime())
