@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 from dataclasses import dataclass
 
 import torch
@@ -96,7 +97,6 @@ class AnalogLayerMixin:
         # copies and pickles.
         state = dict(self.__dict__)
         state.pop("_dac_buf", None)
-        state.pop("_patch_buf", None)
         state.pop("_w_fwd", None)
         return state
 
@@ -455,6 +455,21 @@ class AnalogLinear(AnalogLayerMixin, nn.Linear):
 
 # Unfolded-patch floats per chunk of a batch with dynamic input ranges (8 MB).
 _PATCH_CHUNK_FLOATS = 1 << 21
+_scratch = threading.local()
+
+
+def _patch_scratch(numel: int, like: Tensor) -> Tensor:
+    """A flat buffer of at least ``numel`` elements, shared by every layer of this thread
+    and reused across calls: a fresh one of this size costs more in page faults than
+    filling it, and one per layer would hold hundreds of MB."""
+    bufs = getattr(_scratch, "bufs", None)
+    if bufs is None:
+        bufs = _scratch.bufs = {}
+    key = (like.device, like.dtype)
+    buf = bufs.get(key)
+    if buf is None or buf.numel() < numel:
+        buf = bufs[key] = like.new_empty(numel)
+    return buf[:numel]
 
 
 class _AnalogConvNd(AnalogLayerMixin):
@@ -516,6 +531,7 @@ class _AnalogConvNd(AnalogLayerMixin):
                          // math.prod(self.stride))
             chunk = max(1, _PATCH_CHUNK_FLOATS // max(per_image, 1))
             if x.shape[0] > chunk:
+                # (two-argument super: a comprehension has its own scope)
                 return torch.cat([super(_AnalogConvNd, self).analog_forward(part)
                                   for part in x.split(chunk)])
         return super().analog_forward(x)
@@ -557,14 +573,7 @@ class _AnalogConvNd(AnalogLayerMixin):
         else:
             shape = (geo.groups, geo.n_tiles, geo.units_per_tile, len(shifted), *out_hw,
                      batch)
-            # Reused across calls (and batch chunks): a fresh buffer of this size costs
-            # more in page faults than filling it.
-            buf = getattr(self, "_patch_buf", None)
-            if buf is None or buf.numel() < math.prod(shape) or buf.dtype != xc.dtype \
-                    or buf.device != xc.device:
-                buf = xc.new_empty(math.prod(shape))
-                self._patch_buf = buf
-            x_n = buf[:math.prod(shape)].view(shape)
+            x_n = _patch_scratch(math.prod(shape), xc).view(shape)
             for k, s in enumerate(shifted):
                 torch.mul(s, scale, out=x_n[:, :, :, k])
         # |x| <= r, so x q / r needs no clipping: the DAC only rounds, to integer codes.
