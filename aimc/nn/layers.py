@@ -556,9 +556,10 @@ class _AnalogConvNd(AnalogLayerMixin):
         r = self._with_bias_input(self._patch_ranges(x4, geo, kernel, pad, stride, dil), 2)
         bits = self.analog_config.tile.dac_bits
         q = ft.dac_levels(bits) if bits else 1
-        # (B, g, T, 1, L) -> (g, T, 1, H', W', B): the scale of each patch's inputs.
-        scale = (q / r).permute(1, 2, 3, 4, 0).reshape(geo.groups, geo.n_tiles, 1, *out_hw,
-                                                       batch)
+        # Ranges batch innermost, as the patches: (g, T, 1, L, B), viewed as (B, g, T, 1, L)
+        # for the periphery.
+        r = r.permute(1, 2, 3, 4, 0).contiguous()
+        scale = (q / r).view(geo.groups, geo.n_tiles, 1, *out_hw, batch)
         c_g = self.in_channels // self.groups
         pad_c = geo.n_tiles * geo.units_per_tile - c_g
         # (B, C, H, W) -> (g, T, channels per tile, H + 2 pad, W + 2 pad, B), zero-padded.
@@ -582,8 +583,8 @@ class _AnalogConvNd(AnalogLayerMixin):
         # Rows in the unfolded order (channel, kernel offset), as the weights have them.
         y = torch.matmul(w_tiles, x_n.view(geo.groups, geo.n_tiles, geo.tile_rows, -1))
         partial = y.view(*y.shape[:3], n_pos, batch).permute(4, 0, 1, 2, 3)
-        in_scale = r.permute(1, 2, 3, 4, 0).contiguous().permute(4, 0, 1, 2, 3)
-        return partial, in_scale, (batch, self.out_channels, *out_hw[2 - self._nd:])
+        return partial, r.permute(4, 0, 1, 2, 3), (batch, self.out_channels,
+                                                   *out_hw[2 - self._nd:])
 
     def _patch_ranges(self, x4: Tensor, geo: Geometry, kernel, pad, stride, dil) -> Tensor:
         """max |x| over each patch's rows in each tile, (B, g, T, 1, L): the channel max per
