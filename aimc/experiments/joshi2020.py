@@ -461,8 +461,9 @@ def main(argv: list[str] | None = None) -> int:
               "optimizer": "SGD momentum 0.9, weight decay 1e-4, cosine LR per step",
               "augmentation": "random crop (pad 4), horizontal flip"}
     write_text_atomic(out / "joshi2020_config.json", json.dumps(config, indent=2) + "\n")
+    kept = f"; kept digital: {', '.join(study['digital'])}" if "digital" in study else ""
     plot(rows, fp32_acc, out / "joshi2020.png",
-         f"ResNet-32, {dataset}; PCM model of Joshi et al. 2020; mean +- std over chips")
+         f"ResNet-32, {dataset}; PCM model of Joshi et al. 2020{kept}; mean +- std over chips")
     command = "aimc reproduce joshi2020 " + " ".join(sys.argv[1:] if argv is None else argv)
     path = write_results(
         out / "joshi2020.json", study="joshi2020", command=command.strip(), dataset=dataset,
