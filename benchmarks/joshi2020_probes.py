@@ -333,7 +333,7 @@ def layers(args: argparse.Namespace) -> None:
     net = aimc.convert(aimc.models.resnet32_cifar(args.checkpoint),
                        aimc.presets.pcm_joshi2020()).eval()
     aimc.calibrate_inputs(net, calib, batches=10)
-    analog = [(n, m) for n, m in net.named_modules() if hasattr(m, "program_chip")]
+    analog = list(aimc.analog_layers(net))
     for chip in range(args.chips):
         aimc.program(net, seed=chip)
 
@@ -379,13 +379,12 @@ def mixed(args: argparse.Namespace) -> None:
     pairs2 = dataclasses.replace(pcm, mapping=dataclasses.replace(
         pcm.mapping, pairs=2, pair_programming="closed"))
     first_stage = ["conv1", "layer1"]
-    stage1 = ["conv1"] + [f"layer1.{i}.conv{j}" for i in range(5) for j in (1, 2)]
     cases = {
         "one pair everywhere": {},
         "first stage on two pairs (closed loop)": {"overrides": dict.fromkeys(first_stage,
                                                                                pairs2)},
-        "first stage digital": {"digital": stage1},
-        "first stage and last layer digital": {"digital": [*stage1, "linear"]},
+        "first stage digital": {"digital": first_stage},
+        "first stage and last layer digital": {"digital": [*first_stage, "linear"]},
         "first and last layer digital": {"digital": ["conv1", "linear"]},
     }
     for name, kwargs in cases.items():

@@ -209,6 +209,9 @@ def test_convert_overrides_give_a_mixed_chip():
     aimc.program(amodel, seed=0)
     assert amodel.stage[0].g_pos.shape == (2, 1, 5, 6)  # a leading pair axis
     assert amodel.head.g_pos.shape == (1, 3, 4)
+    # A parent named in digital keeps every layer under it digital.
+    mixed = aimc.convert(net, base, digital=["stage"])
+    assert [n for n, _ in aimc.analog_layers(mixed)] == ["head"]
     with pytest.raises(ValueError, match="overrides: no module named \\['stage.2'\\]"):
         aimc.convert(net, base, overrides={"stage.2": base})
     with pytest.raises(TypeError, match="overrides\\['head'\\] must be an aimc AnalogConfig"):

@@ -45,7 +45,6 @@ from ..config import INPUT_RANGES, PAIR_PROGRAMMING, MappingConfig, write_text_a
 from ..data.cifar import IMAGENET_MEAN, IMAGENET_STD, CifarLoader, load_cifar10
 from ..inference import accuracy, calibrate_inputs, evaluate_over_time, program
 from ..nn import convert, to_digital
-from ..nn.convert import ANALOG_LAYERS
 from ..training.hwa import HWAConfig, clip_weights, train_hwa
 from . import demo, plots
 from .results import now_utc, write_results
@@ -390,10 +389,7 @@ def main(argv: list[str] | None = None) -> int:
                         clip_sigma=args.clip_sigma, bn_stats=args.bn_stats,
                         distill=args.distill, sam_rho=args.sam_rho,
                         dac_adc=args.hwa_periphery, out_noise=args.hwa_periphery)
-    # Modules kept digital (--digital): every layer under those names.
-    digital = [n for n, m in base.named_modules()
-               if type(m) in ANALOG_LAYERS and any(n == d or n.startswith(d + ".")
-                                                   for d in args.digital)]
+    digital = sorted(set(args.digital))  # modules kept digital, with all their layers
     hwa = convert(base, cfg, digital=digital)
     hwa_hist = _finetune(hwa, train, calib, args, hwa_cfg, work / "hwa.ckpt.pt", "HWA fine-tune",
                          progress, teacher=fp32 if args.distill else None)

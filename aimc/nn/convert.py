@@ -34,9 +34,10 @@ def convert(model: nn.Module, config: AnalogConfig, digital: Iterable[str] = (),
             overrides: Mapping[str, AnalogConfig] | None = None) -> nn.Module:
     """A copy of ``model`` with every Linear/Conv1d/Conv2d on analog tiles (Joshi 2020).
 
-    Weights are kept. Layers named in ``digital`` (e.g. ``["conv1", "fc"]`` for the
-    first and last layer) and layer types without an analog version stay digital; the
-    latter are listed in a warning. ``overrides`` maps a module name (a layer, or a
+    Weights are kept. Modules named in ``digital`` with everything under them (e.g.
+    ``["conv1", "fc"]`` for the first and last layer, or ``"layer1"`` for a whole
+    stage) and layer types without an analog version stay digital; the latter are
+    listed in a warning. ``overrides`` maps a module name (a layer, or a
     parent such as ``"layer1"``) to the config its analog layers use instead of
     ``config``; the longest matching name wins. It gives a mixed chip, e.g. the most
     sensitive layers on two device pairs per weight (pcm-model.md sec. 1, Mackin 2019).
@@ -67,11 +68,13 @@ def convert(model: nn.Module, config: AnalogConfig, digital: Iterable[str] = (),
     def swap(parent: nn.Module, prefix: str) -> None:
         for child_name, child in parent.named_children():
             name = f"{prefix}.{child_name}" if prefix else child_name
+            if name in digital:  # the module and everything under it stay digital
+                continue
             target = ANALOG_LAYERS.get(type(child))
-            if target is not None and name not in digital:
+            if target is not None:
                 setattr(parent, child_name,
                         target.from_digital(child, config_for(name), name))
-            elif isinstance(child, _WEIGHTED) and name not in digital:
+            elif isinstance(child, _WEIGHTED):
                 kept.append(f"{name} ({type(child).__name__})")
             else:
                 swap(child, name)
