@@ -100,6 +100,47 @@ def test_step_statistics_match_parameters(g0, n):
         assert expected == pytest.approx(float(dev.mean_step(g[:1])[0]), rel=0.05)
 
 
+@pytest.mark.parametrize("g0, a", [(0.1, 0.25), (8.0, 0.5)])
+def test_fractional_pulse_is_a_fraction_of_a_full_pulse(g0, a):
+    """A SET pulse of relative amplitude a: mean step mean_after(G, a) - G (about a mu(G)),
+    relative std c2c / sqrt(a), i.e. a times the variance of a full pulse (the
+    amplitude-modulated pulses of Tuma 2016 and Sebastian 2017); 4 sigma tolerances."""
+    dev = PulsedPCM()
+    g = torch.full((N,), g0)
+    inc = dev.pulse(g, a, 1.0, gen(11)) - g
+    expected = float(dev.mean_after(g[:1], torch.tensor([a]))[0]) - g0
+    assert expected == pytest.approx(a * float(dev.mean_step(g[:1])[0]), rel=0.02)
+    rel = dev.c2c / math.sqrt(a)
+    assert float(inc.mean()) == pytest.approx(expected, rel=4 * rel / math.sqrt(N))
+    full = dev.pulse(g, 1.0, 1.0, gen(12)) - g
+    assert float(inc.var() / full.var()) == pytest.approx(
+        a * (expected / a) ** 2 / float(full.mean()) ** 2, rel=0.1)
+    assert float(inc.min()) >= 0.0
+    # amplitude 0 leaves the device exactly as it was; mixed amplitudes in one call
+    amps = torch.tensor([0.0, 0.5, 1.0]).repeat(4)
+    out = dev.pulse(torch.full((12,), g0), amps, 1.0, gen(13))
+    assert torch.equal(out[amps == 0], torch.full((4,), g0))
+    assert bool((out[amps > 0] > g0).all())
+
+
+def test_accumulation_curve_of_single_pulses():
+    """Twenty single pulses from RESET follow the closed-form mean (the ODE limit of the
+    Nandakumar 2018 fit) within 2%, reaching about 40% of g_max, with steps that shrink
+    as the device fills (non-linear)."""
+    dev = PulsedPCM()
+    g = dev.fresh((50_000,), gen(14))
+    d = dev.sample_d2d((50_000,), gen(15))
+    steps = []
+    for _ in range(20):
+        new = dev.pulse(g, 1.0, d, gen(16 + len(steps)))
+        steps.append(float((new - g).mean()))
+        g = new
+    closed = float(dev.mean_after(torch.tensor([0.1]), torch.tensor([20.0]))[0])
+    assert float(g.mean()) == pytest.approx(closed, rel=0.02)
+    assert 0.35 * dev.g_max < closed < 0.45 * dev.g_max
+    assert steps[-1] < 0.5 * steps[0]
+
+
 def test_device_to_device_statistics():
     dev = PulsedPCM(d2d=0.2)
     d = dev.sample_d2d((N,), gen(5))

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from aimc.devices import PCM
-from aimc.devices.pcm_set import PCMSet, read_conductance
 from aimc.snn import (
     DiehlCookConfig,
     DiehlCookNet,
@@ -141,55 +140,39 @@ def test_sparse_stdp_equals_dense():
     torch.testing.assert_close(sparse, dense)
 
 
-# -- PCM SET model ----------------------------------------------------------------------------
+# -- reading pulsed PCM devices ---------------------------------------------------------------
 
 
-def test_pcm_set_mean_step_and_accumulation():
-    dev = PCMSet(step_std_rel=0.1, step_std_abs=0.0, device_std=0.0, reset_std=0.0)
-    g = torch.full((200_000,), 5.0)
-    out = dev.set_pulse(g, 1.0, 1.0, torch.Generator().manual_seed(0))
-    mu = 1.0 * (1 - 5.0 / 25.0) ** 1.5
-    se = 0.1 * mu / math.sqrt(g.numel())
-    assert abs(float((out - g).mean()) - mu) < 5 * se
-    # half amplitude: half the mean step (amplitude-modulated pulse)
-    half = dev.set_pulse(g, 0.5, 1.0, torch.Generator().manual_seed(1))
-    assert float((half - g).mean()) == pytest.approx(0.5 * mu, rel=0.01)
-    # 20 pulses from RESET follow the noise-free recursion G <- G + mu(G) ...
-    g = dev.reset((20_000,))
-    gen = torch.Generator().manual_seed(2)
-    ref = torch.tensor(0.1)
-    for _ in range(20):
-        g = dev.set_pulse(g, 1.0, 1.0, gen)
-        ref = ref + dev.mean_step(ref)
-    assert float(g.mean()) == pytest.approx(float(ref), rel=0.005)
-    # ... which the closed-form mean-field curve (the ODE limit) approximates
-    assert dev.expected_after(20) == pytest.approx(float(ref), rel=0.03)
-    assert 10.0 < dev.expected_after(20) < 14.0  # about half the range after 20 pulses
-    # non-linear: later pulses give smaller steps
-    assert dev.expected_after(1) - dev.expected_after(0) > (
-        dev.expected_after(40) - dev.expected_after(39)) * 2
+def test_pcm_read_with_per_device_times():
+    """PCM.read with a tensor of per-device times since the last pulse (STDP synapses,
+    correlation detection) gives each device the drift and read noise of its own age
+    (pcm-model.md sec. 3-4)."""
+    g = torch.full((2, 20_000), 10.0)
+    nu = torch.full_like(g, 0.06)
+    t = torch.tensor([[3600.0], [86400.0]]).expand_as(g)
+    out = PCM(read_noise_scale=0.0).read(g, nu, t)
+    for row, ts in enumerate((3600.0, 86400.0)):
+        expected = 10.0 * ((ts + 20.0) / 20.0) ** -0.06
+        torch.testing.assert_close(out[row], torch.full_like(g[row], expected))
+        # the tensor path equals the scalar-time path of inference
+        torch.testing.assert_close(out[row], PCM(read_noise_scale=0.0).read(g[row], nu[row], ts))
+    noisy = PCM().read(g, nu, t, torch.Generator().manual_seed(0))
+    for row, ts in enumerate((3600.0, 86400.0)):
+        expected = 10.0 * ((ts + 20.0) / 20.0) ** -0.06
+        rel_std = float((noisy[row] / expected - 1).std())
+        q = 0.0088 / (10.0 / 25.0) ** 0.65 * math.sqrt(math.log((ts + 20.0 + 250e-9) / 500e-9))
+        assert rel_std == pytest.approx(q, rel=0.03)   # 20,000 samples: se of a std 0.5%
+    with pytest.raises(ValueError, match="t must be >= 0"):
+        PCM().read(g, nu, -t)
 
 
-def test_pcm_set_validation_and_reset():
-    with pytest.raises(ValueError, match="dg0"):
-        PCMSet(dg0=-1.0)
-    dev = PCMSet()
-    r = dev.reset((100_000,), torch.Generator().manual_seed(0))
-    assert (r >= 0).all()
-    assert float(r.mean()) == pytest.approx(0.1, abs=0.002)
-
-
-def test_read_conductance_drift_formula():
-    g = torch.full((1000,), 10.0)
-    nu = torch.full((1000,), 0.06)
-    dev = PCM(read_noise_scale=0.0)
-    out = read_conductance(g, 3600.0, dev, nu=nu)
-    expected = 10.0 * ((3600.0 + 20.0) / 20.0) ** -0.06
-    torch.testing.assert_close(out, torch.full_like(g, expected))
-    noisy = read_conductance(g, 3600.0, PCM(), nu=nu, generator=torch.Generator().manual_seed(0))
-    rel_std = float((noisy / expected - 1).std())
-    q = 0.0088 / (10.0 / 25.0) ** 0.65 * math.sqrt(math.log((3620.0 + 250e-9) / 500e-9))
-    assert rel_std == pytest.approx(q, rel=0.1)
+def test_snn_devices_are_the_in_situ_set_model():
+    """Synapses, neurons and correlation detection use the one SET-pulse model."""
+    from aimc.compute.correlation import CorrelationConfig
+    from aimc.devices.pulsed import PulsedPCM
+    assert isinstance(PCMSynapseConfig().device, PulsedPCM)
+    assert isinstance(PCMNeuronParams().device, PulsedPCM)
+    assert isinstance(CorrelationConfig().device, PulsedPCM)
 
 
 # -- PCM neuron (Tuma 2016) -------------------------------------------------------------------
@@ -241,7 +224,9 @@ def test_pcm_synapses_potentiate_depress_and_refresh():
     # 2 eps requested: two pulses, each slightly smaller than eps at G > 0 (non-linear)
     assert syn.eps < float(up) < 2.1 * syn.eps
     assert -2.1 * syn.eps < float(down) < -1.0 * syn.eps
-    # alternating updates fill both devices until refreshes happen
+    # alternating updates fill both devices until refreshes happen (30 pulses take a
+    # device from RESET to about 12 uS)
+    cfg = PCMSynapseConfig(drift=False, read_noise=False, refresh_level=11.0)
     small = PCMSynapses(torch.full((20, 50), 0.3), cfg, 1.0, gen)
     for k in range(30):
         small.apply(torch.full((20, 50), small.eps), 2.0 + k, gen)

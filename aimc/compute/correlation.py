@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from ..devices.pcm import PCM
-from ..devices.pcm_set import PCMSet, read_conductance
+from ..devices.pulsed import PulsedPCM
 
 
 @dataclass
@@ -63,7 +63,7 @@ class CorrelationConfig:
     """Number of times (evenly spaced) precision and recall are evaluated."""
     seed: int = 0
     """Seed of the processes and of the device randomness."""
-    device: PCMSet = field(default_factory=PCMSet)
+    device: PulsedPCM = field(default_factory=PulsedPCM)
     """The accumulative PCM model that integrates the pulses."""
 
     def __post_init__(self) -> None:
@@ -195,8 +195,8 @@ def detect_correlations(cfg: CorrelationConfig,
     n, m = cfg.processes, cfg.correlated
     truth = torch.zeros(n, dtype=torch.bool)
     truth[:m] = True
-    g = dev.reset((n,), gen)
-    factor = dev.device_factors((n,), gen)
+    g = dev.fresh((n,), gen)
+    factor = dev.sample_d2d((n,), gen)
     last_pulse = torch.zeros(n, dtype=torch.int32)
     ref = torch.rand(cfg.steps, generator=gen) < cfg.rate
     mean = var_sum = 0.0
@@ -213,7 +213,7 @@ def detect_correlations(cfg: CorrelationConfig,
             amp = (total - mean) / std - cfg.theta if std > 0 else 0.0
             if amp > 0:
                 idx = x.nonzero().squeeze(1)
-                g[idx] = dev.set_pulse(g[idx], min(amp, 1.0), factor[idx], gen)
+                g[idx] = dev.pulse(g[idx], min(amp, 1.0), factor[idx], gen)
                 last_pulse[idx] = k
                 pulses += idx.numel()
         # Welford running mean / variance of M(k), updated after its use (causal)
@@ -225,7 +225,8 @@ def detect_correlations(cfg: CorrelationConfig,
         if progress is not None and (k + 1) % 100 == 0:
             progress(k + 1)
     t_since = (cfg.steps - 1 - last_pulse).float() * cfg.step_time + cfg.read_delay
-    g_read = read_conductance(g, t_since, PCM(), generator=gen)
+    pcm = PCM()
+    g_read = pcm.read(g, pcm.sample_nu(g, gen), t_since, gen)
     final = _score(g_read, truth, cfg.steps, m)
     final["read"] = True
     history.append(final)

@@ -113,17 +113,35 @@ class PCM:
             self.drift_sigma_min, self.drift_sigma_max)
         return mu, sigma
 
-    def drift_factor(self, nu: Tensor, t: float) -> Tensor:
-        """((t + t0) / t0)^-nu, the multiplicative drift at t s after programming."""
+    def sample_nu(self, g_target: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Drift exponents |mu_nu + sigma_nu N(0,1)| * drift_scale of devices programmed
+        to ``g_target`` (pcm-model.md sec. 3; one draw per device and programming event)."""
+        mu, sigma = self.drift_stats(g_target)
+        eps = torch.randn(g_target.shape, generator=generator, device=g_target.device)
+        return (mu + sigma * eps).abs() * self.drift_scale
+
+    def drift_factor(self, nu: Tensor, t: float | Tensor) -> Tensor:
+        """((t + t0) / t0)^-nu, the multiplicative drift at t s after programming.
+
+        ``t`` is one time or a tensor of per-device times (devices programmed at
+        different moments, as in STDP synapses)."""
+        if isinstance(t, Tensor):
+            if bool((t < 0).any()):
+                raise ValueError("t must be >= 0 seconds, got a negative time")
+            return torch.exp(-nu * torch.log((t + self.t0) / self.t0))
         if t < 0:
             raise ValueError(f"t must be >= 0 seconds, got {t}")
         return torch.exp(-nu * math.log((t + self.t0) / self.t0))
 
     # -- section 4: read noise -------------------------------------------------------------
-    def read_noise_std(self, g_prog: Tensor, t: float) -> Tensor:
-        """Relative 1/f read-noise std Q_s(g) sqrt(ln((t + t0 + t_r) / (2 t_r))) (sec. 4)."""
+    def read_noise_std(self, g_prog: Tensor, t: float | Tensor) -> Tensor:
+        """Relative 1/f read-noise std Q_s(g) sqrt(ln((t + t0 + t_r) / (2 t_r))) (sec. 4);
+        ``t`` one time or per-device times."""
         rel = (g_prog.abs() / self.g_max).pow(self.read_q_exp).clamp_min(self.read_q_floor)
         q_s = (self.read_q_coeff / rel).clamp_max(self.read_q_max)
+        if isinstance(t, Tensor):
+            bandwidth = torch.sqrt(torch.log((t + self.t0 + self.t_read) / (2.0 * self.t_read)))
+            return q_s * bandwidth * self.read_noise_scale
         bandwidth = math.sqrt(math.log((t + self.t0 + self.t_read) / (2.0 * self.t_read)))
         return q_s * (bandwidth * self.read_noise_scale)
 
@@ -137,14 +155,14 @@ class PCM:
         g_target = g_target.float()
         noise = torch.randn(g_target.shape, generator=generator, device=g_target.device)
         g_prog = (g_target + self.prog_noise_std(g_target) * noise).clamp_min(0.0)
-        mu, sigma = self.drift_stats(g_target)
-        eps = torch.randn(g_target.shape, generator=generator, device=g_target.device)
-        nu = (mu + sigma * eps).abs() * self.drift_scale
-        return g_prog, nu
+        return g_prog, self.sample_nu(g_target, generator)
 
-    def read(self, g_prog: Tensor, nu: Tensor, t: float,
+    def read(self, g_prog: Tensor, nu: Tensor, t: float | Tensor,
              generator: torch.Generator | None = None) -> Tensor:
-        """Conductance read t s after programming: drift, then fresh 1/f read noise, >= 0."""
+        """Conductance read t s after programming: drift, then fresh 1/f read noise, >= 0.
+
+        ``t`` is one time or a tensor of per-device times since each device was last
+        programmed (pulsed devices whose drift restarts at every SET or RESET)."""
         g_drift = g_prog * self.drift_factor(nu, t)
         noise = torch.randn(g_prog.shape, generator=generator, device=g_prog.device)
         std = self.read_noise_std(g_prog, t)

@@ -7,13 +7,17 @@ uS (the unit a device contributes to a column current):
 - ``sample_d2d(shape, generator)``: per-device step factors (device-to-device spread),
   sampled once when the array is made;
 - ``pulse(g, n, d2d, generator)``: the state after ``n`` pulses (an integer tensor; >= 0
-  for SET-only devices, signed for bidirectional ones), with fresh cycle-to-cycle noise;
+  for SET-only devices, signed for bidirectional ones; PCM also takes fractional
+  amplitudes), with fresh cycle-to-cycle noise;
 - ``mean_step(g)``: the expected change of one up-pulse at state ``g`` (the device
   granularity epsilon of mixed-precision training is ``mean_step`` at the reset state).
 
 SET-only PCM goes down only through :meth:`PulsedPCM.reset` (melt-quench); the drift
 and read noise of the inference model (:class:`aimc.devices.PCM`) apply to the same
-conductances when they are read (see :mod:`aimc.training.insitu`).
+conductances when they are read (:func:`aimc.devices.pcm.read_conductance`). The same
+:class:`PulsedPCM` is the device of in-situ training (:mod:`aimc.training.insitu`), of
+STDP synapses and PCM neurons (:mod:`aimc.snn`) and of correlation detection
+(:mod:`aimc.compute.correlation`): one model of the SET step in the whole package.
 
 Models are found by name in :data:`PULSED_DEVICES` (a registry of its own: these are not
 inference devices, so they do not belong in :data:`aimc.devices.DEVICES`).
@@ -184,26 +188,37 @@ class PulsedPCM:
             u = torch.where(u0 > 0, u, torch.zeros_like(u))
         return self.g_max * (1.0 - u.clamp(0.0, 1.0))
 
-    def pulse(self, g: Tensor, n: Tensor, d2d: Tensor | float = 1.0,
+    def pulse(self, g: Tensor, n: Tensor | float, d2d: Tensor | float = 1.0,
               generator: torch.Generator | None = None) -> Tensor:
         """Apply n >= 0 SET pulses per device; returns the new conductances (uS).
 
         Increment = (mean_after(g, n) - g) x log-normal(1, c2c / sqrt(n)); never negative.
+        ``n`` may be fractional: a partial pulse of relative amplitude a in (0, 1] counts
+        as a of a full pulse, with mean step about a mu(G) and a times the variance of
+        one full pulse, the amplitude-modulated SET pulses of PCM neurons (Tuma et al.,
+        Nat. Nanotechnol. 11, 693, 2016) and of correlation detection (Sebastian et al.,
+        Nat. Commun. 8, 1115, 2017).
         """
+        n = torch.as_tensor(n, dtype=g.dtype).expand(g.shape)
         if bool((n < 0).any()):
             raise ValueError("PulsedPCM.pulse: SET-only device, pulse counts must be >= 0 "
                              "(use reset() to go down)")
         mean_inc = self.mean_after(g, n, d2d) - g
         if self.c2c:
-            rel = self.c2c / n.clamp_min(1).to(g.dtype).sqrt()
+            rel = self.c2c / n.clamp_min(1e-12).sqrt()
             mean_inc = mean_inc * _lognormal_factor(rel, g.shape, generator)
         return torch.where(n > 0, (g + mean_inc).clamp(max=self.g_max), g)
+
+    def fresh(self, shape: tuple[int, ...] | torch.Size,
+              generator: torch.Generator | None = None) -> Tensor:
+        """Conductances of just-RESET devices: clip(g_reset + g_reset_std N(0,1), 0, g_max)."""
+        return (self.g_reset + self.g_reset_std * torch.randn(tuple(shape), generator=generator)
+                ).clamp(0.0, self.g_max)
 
     def reset(self, g: Tensor, mask: Tensor | None = None,
               generator: torch.Generator | None = None) -> Tensor:
         """RESET (melt-quench) the masked devices to ~g_reset; others keep g."""
-        fresh = (self.g_reset + self.g_reset_std * torch.randn(g.shape, generator=generator)
-                 ).clamp(0.0, self.g_max)
+        fresh = self.fresh(g.shape, generator)
         return fresh if mask is None else torch.where(mask, fresh, g)
 
 

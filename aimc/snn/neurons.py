@@ -13,7 +13,7 @@
   potential is the crystalline state (conductance) of one PCM device, advanced by a
   SET pulse whose amplitude encodes the input at every step; when the conductance
   crosses a threshold the neuron fires and the device is RESET. The device's
-  stochastic, non-linear steps (:class:`aimc.devices.pcm_set.PCMSet`) make the
+  stochastic, non-linear steps (:class:`aimc.devices.pulsed.PulsedPCM`) make the
   interspike intervals vary from cycle to cycle, and a population of such neurons
   codes its input by its firing rate.
 
@@ -29,7 +29,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from ..devices.pcm_set import PCMSet
+from ..devices.pulsed import PulsedPCM
 
 
 @dataclass(frozen=True)
@@ -173,14 +173,14 @@ class PCMNeuronParams:
     """Firing threshold conductance in uS; crossing it fires the neuron and RESETs it."""
     input_scale: float = 1.0
     """Input that gives a full-amplitude SET pulse (inputs are clipped to [0, this])."""
-    device: PCMSet = field(default_factory=PCMSet)
+    device: PulsedPCM = field(default_factory=PulsedPCM)
     """The accumulative PCM device that holds the membrane state."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.g_th) and self.device.g_reset < self.g_th
-                < self.device.g_sat):
+                < self.device.g_max):
             raise ValueError(f"PCMNeuronParams.g_th must lie in (device.g_reset, "
-                             f"device.g_sat), got {self.g_th!r}")
+                             f"device.g_max), got {self.g_th!r}")
         if not (math.isfinite(self.input_scale) and self.input_scale > 0):
             raise ValueError(f"PCMNeuronParams.input_scale must be > 0, "
                              f"got {self.input_scale!r}")
@@ -198,8 +198,8 @@ class PCMNeuronState(NamedTuple):
 def pcm_neuron_init(shape: tuple[int, ...], p: PCMNeuronParams,
                     generator: torch.Generator | None = None) -> PCMNeuronState:
     """Freshly RESET devices with their own device-to-device step factors."""
-    return PCMNeuronState(g=p.device.reset(shape, generator),
-                          factor=p.device.device_factors(shape, generator))
+    return PCMNeuronState(g=p.device.fresh(shape, generator),
+                          factor=p.device.sample_d2d(shape, generator))
 
 
 def pcm_neuron_step(inp: Tensor, state: PCMNeuronState, p: PCMNeuronParams,
@@ -212,9 +212,9 @@ def pcm_neuron_step(inp: Tensor, state: PCMNeuronState, p: PCMNeuronParams,
     fires and the device is RESET (to a conductance that itself varies).
     """
     amp = (inp / p.input_scale).clamp(0.0, 1.0)
-    g = p.device.set_pulse(state.g, amp, state.factor, generator)
+    g = p.device.pulse(state.g, amp, state.factor, generator)
     spikes = g >= p.g_th
-    g = torch.where(spikes, p.device.reset(g.shape, generator), g)
+    g = p.device.reset(g, spikes, generator)
     return spikes.to(g.dtype), PCMNeuronState(g=g, factor=state.factor)
 
 

@@ -16,10 +16,11 @@ opposite updates from turning into noisy pulses on both devices); potentiation
 crystallises G+, depression crystallises G- (depression by the other device of the
 pair); one device of each side, chosen by a rotating arbitration counter as in Boybat
 2018, takes the pulses of an update. Each pulse moves G by the device's stochastic,
-state-dependent step (:class:`aimc.devices.pcm_set.PCMSet`), so the realised change
-is noisy and shrinks as a device fills up. When a device passes ``refresh_level``,
-the synapse is refreshed: both sides are RESET and the current weight is written back
-onto the G+ side with SET pulses and verify (Boybat 2018; Nandakumar 2018).
+state-dependent step (:class:`aimc.devices.pulsed.PulsedPCM`, the SET model of in-situ
+training too), so the realised change is noisy and shrinks as a device fills up. When
+a device passes ``refresh_level``, the synapse is refreshed: both sides are RESET and
+the current weight is written back onto the G+ side with SET pulses and verify
+(:func:`aimc.devices.pulsed.program_set_only`; Boybat 2018; Nandakumar 2018).
 
 With ``depression = "reset"`` the synapse is single-device: only the G+ devices are
 programmed and each G- device, left in its RESET state, is a reference that cancels
@@ -43,7 +44,7 @@ import torch
 from torch import Tensor
 
 from ..devices.pcm import PCM
-from ..devices.pcm_set import PCMSet, read_conductance
+from ..devices.pulsed import PulsedPCM, program_set_only, stochastic_round
 
 
 class IdealSynapses:
@@ -70,8 +71,10 @@ class PCMSynapseConfig:
     """k: PCM devices on each side of the synapse (1: a differential pair)."""
     g_w: float = 10.0
     """Conductance in uS that stands for one full weight w_max on one device."""
-    refresh_level: float = 20.0
-    """A device above this conductance (uS) triggers a refresh of its synapse."""
+    refresh_level: float = 16.0
+    """A device above this conductance (uS) triggers a refresh of its synapse. At 16 uS
+    the mean SET step of the default device has fallen to 9% of its RESET-state step
+    ((1 - 16/25)^2.35); above it the requested changes would mostly be lost."""
     max_pulses: int = 8
     """Most SET pulses one update may send to one device."""
     accumulate: bool = True
@@ -85,8 +88,8 @@ class PCMSynapseConfig:
     """Apply conductance drift (Joshi 2020 statistics) to what the neurons read."""
     read_noise: bool = True
     """Apply 1/f read noise (Joshi 2020 statistics) to what the neurons read."""
-    device: PCMSet = field(default_factory=PCMSet)
-    """The accumulative PCM model of every device."""
+    device: PulsedPCM = field(default_factory=PulsedPCM)
+    """The accumulative (SET-only) PCM model of every device."""
 
     def __post_init__(self) -> None:
         if not (isinstance(self.devices_per_side, int) and self.devices_per_side >= 1):
@@ -98,20 +101,13 @@ class PCMSynapseConfig:
         if self.depression not in ("pair", "reset"):
             raise ValueError("PCMSynapseConfig.depression must be 'pair' or 'reset', "
                              f"got {self.depression!r}")
-        if not (math.isfinite(self.g_w) and 0 < self.g_w < self.device.g_sat):
-            raise ValueError("PCMSynapseConfig.g_w must be in (0, device.g_sat), "
+        if not (math.isfinite(self.g_w) and 0 < self.g_w < self.device.g_max):
+            raise ValueError("PCMSynapseConfig.g_w must be in (0, device.g_max), "
                              f"got {self.g_w!r}")
         if not (math.isfinite(self.refresh_level)
-                and self.device.g_reset < self.refresh_level <= self.device.g_sat):
+                and self.device.g_reset < self.refresh_level <= self.device.g_max):
             raise ValueError("PCMSynapseConfig.refresh_level must be in (device.g_reset, "
-                             f"device.g_sat], got {self.refresh_level!r}")
-
-
-def stochastic_round(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """floor(x) + Bernoulli(x - floor(x)) for x >= 0: unbiased integer rounding."""
-    low = torch.floor(x)
-    u = torch.rand(x.shape, generator=generator, dtype=x.dtype)
-    return low + (u < (x - low)).to(x.dtype)
+                             f"device.g_max], got {self.refresh_level!r}")
 
 
 class PCMSynapses:
@@ -128,8 +124,8 @@ class PCMSynapses:
         k = self.cfg.devices_per_side
         shape = (2, k, *w0.shape)
         dev = self.cfg.device
-        self.g = dev.reset(shape, generator)
-        self.factor = dev.device_factors(shape, generator)
+        self.g = dev.fresh(shape, generator)
+        self.factor = dev.sample_d2d(shape, generator)
         self.t_last = torch.zeros(shape)
         self.nu = torch.zeros(shape)
         self.chi = torch.zeros(w0.shape)
@@ -150,21 +146,14 @@ class PCMSynapses:
 
     def _resample_nu(self, mask: Tensor, generator: torch.Generator | None) -> None:
         # a drift exponent per programming event, with the statistics at the new G
-        mu, sigma = PCM().drift_stats(self.g)
-        eps = torch.randn(self.g.shape, generator=generator)
-        self.nu = torch.where(mask, (mu + sigma * eps).abs(), self.nu)
+        self.nu = torch.where(mask, PCM().sample_nu(self.g, generator), self.nu)
 
     def _program(self, g: Tensor, factor: Tensor, target: Tensor,
-                 generator: torch.Generator | None, max_iter: int = 60) -> Tensor:
-        """SET-and-verify: pulse every device below ``target`` until it reaches it."""
-        g = g.clone()
-        for _ in range(max_iter):
-            need = g < target - 0.5 * self.cfg.device.dg0
-            if not bool(need.any()):
-                break
-            idx = need.nonzero(as_tuple=True)
-            g[idx] = self.cfg.device.set_pulse(g[idx], 1.0, factor[idx], generator)
-            self.pulses += int(idx[0].numel())
+                 generator: torch.Generator | None) -> Tensor:
+        """SET-and-verify towards ``target`` (closed loop, expected result the target)."""
+        g, pulses = program_set_only(self.cfg.device, g, target.expand_as(g).contiguous(),
+                                     factor, generator)
+        self.pulses += int(pulses.sum())
         return g
 
     def conductance_weights(self) -> Tensor:
@@ -180,7 +169,7 @@ class PCMSynapses:
         dev = PCM(drift_scale=1.0 if self.cfg.drift else 0.0,
                   read_noise_scale=1.0 if self.cfg.read_noise else 0.0)
         nu = self.nu if self.cfg.drift else torch.zeros_like(self.nu)
-        g = read_conductance(self.g, t - self.t_last, dev, nu=nu, generator=generator)
+        g = dev.read(self.g, nu, (t - self.t_last).clamp_min(0.0), generator)
         diff = (g[0] - g[1]).sum(0)
         return (diff * (self.w_max / (self.cfg.devices_per_side * self.cfg.g_w))
                 ).clamp(0.0, self.w_max)
@@ -211,7 +200,7 @@ class PCMSynapses:
             g_sub = self.g[side, k][idx]
             f_sub = self.factor[side, k][idx]
             n_sub = n[idx]
-            self.g[side, k][idx] = dev.set_pulses(g_sub, n_sub, f_sub, generator)
+            self.g[side, k][idx] = dev.pulse(g_sub, n_sub, f_sub, generator)
             self.pulses += int(n_sub.sum())
             touched[side, k][idx] = True
         self._refresh(touched, generator)
@@ -232,7 +221,7 @@ class PCMSynapses:
         idx = hit.nonzero(as_tuple=True)
         if idx[0].numel() == 0:
             return
-        self.g[0, k][idx] = self.cfg.device.reset((idx[0].numel(),), generator)
+        self.g[0, k][idx] = self.cfg.device.fresh((idx[0].numel(),), generator)
         self.resets += int(idx[0].numel())
         touched[0, k][idx] = True
 
@@ -247,7 +236,7 @@ class PCMSynapses:
         w = self.conductance_weights()[idx]
         target = (w / self.w_max * self.cfg.g_w).expand(k, -1)
         for side in (0, 1):
-            fresh = self.cfg.device.reset((k, idx[0].numel()), generator)
+            fresh = self.cfg.device.fresh((k, idx[0].numel()), generator)
             if side == 0:
                 fresh = self._program(fresh, self.factor[0][:, idx[0], idx[1]], target,
                                       generator)
