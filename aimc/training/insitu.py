@@ -493,9 +493,7 @@ class InSituOptimizer(torch.optim.Optimizer):
             for g_pos, g_neg, unit in self.pcm_devices(layer):
                 reads = []
                 for g in (g_pos, g_neg):
-                    mu, sigma = self.pcm.drift_stats(g)
-                    nu = (mu + sigma * torch.randn(g.shape, generator=gen_nu)).abs()
-                    nu = nu * self.pcm.drift_scale
+                    nu = self.pcm.sample_nu(g, gen_nu)
                     reads.append(self.pcm.read(g, nu, float(t_seconds), gen_read))
                 w += (reads[0] - reads[1]) * unit
             out.append(w)
