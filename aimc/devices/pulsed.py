@@ -14,7 +14,8 @@ uS (the unit a device contributes to a column current):
 
 SET-only PCM goes down only through :meth:`PulsedPCM.reset` (melt-quench); the drift
 and read noise of the inference model (:class:`aimc.devices.PCM`) apply to the same
-conductances when they are read (:func:`aimc.devices.pcm.read_conductance`). The same
+conductances when they are read (:meth:`aimc.devices.PCM.read`, which takes per-device
+times since the last pulse). The same
 :class:`PulsedPCM` is the device of in-situ training (:mod:`aimc.training.insitu`), of
 STDP synapses and PCM neurons (:mod:`aimc.snn`) and of correlation detection
 (:mod:`aimc.compute.correlation`): one model of the SET step in the whole package.

@@ -145,14 +145,14 @@ class PCMSynapses:
         return self.w_max * self.cfg.device.dg0 / (self.cfg.devices_per_side * self.cfg.g_w)
 
     def _resample_nu(self, mask: Tensor, generator: torch.Generator | None) -> None:
-        # a drift exponent per programming event, with the statistics at the new G
-        self.nu = torch.where(mask, PCM().sample_nu(self.g, generator), self.nu)
+        # a drift exponent per programming event, with the statistics at the new G;
+        # drawn for the programmed devices only
+        self.nu[mask] = PCM().sample_nu(self.g[mask], generator)
 
     def _program(self, g: Tensor, factor: Tensor, target: Tensor,
                  generator: torch.Generator | None) -> Tensor:
         """SET-and-verify towards ``target`` (closed loop, expected result the target)."""
-        g, pulses = program_set_only(self.cfg.device, g, target.expand_as(g).contiguous(),
-                                     factor, generator)
+        g, pulses = program_set_only(self.cfg.device, g, target, factor, generator)
         self.pulses += int(pulses.sum())
         return g
 
@@ -166,8 +166,7 @@ class PCMSynapses:
         """Weights the neurons see at time ``t`` s: drift and read noise, then clipped."""
         if not (self.cfg.drift or self.cfg.read_noise):
             return self.conductance_weights()
-        dev = PCM(drift_scale=1.0 if self.cfg.drift else 0.0,
-                  read_noise_scale=1.0 if self.cfg.read_noise else 0.0)
+        dev = PCM(read_noise_scale=1.0 if self.cfg.read_noise else 0.0)
         nu = self.nu if self.cfg.drift else torch.zeros_like(self.nu)
         g = dev.read(self.g, nu, (t - self.t_last).clamp_min(0.0), generator)
         diff = (g[0] - g[1]).sum(0)
