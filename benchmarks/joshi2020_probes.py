@@ -48,6 +48,13 @@ digital (with or without the last layer), against one pair everywhere and the st
 first/last-digital ablation;
 evaluated as ``noise-scale`` does; prints one JSON line per case.
 
+``adabs-once CHECKPOINT [--digital MODULE ... --cal-time T]``: AdaBS once, at
+programming, instead of at every time: on 3 chips (the first 3,000 test images) the
+batch-norm statistics are recomputed through the chip at age T (GDC on) and then kept,
+with GDC alone re-applied at 1 s, 1 h, 1 day and 1 year; against GDC alone and GDC+AdaBS
+at each time. It asks how much of AdaBS's gain is fixing the chip's static (programming)
+errors, which one calibration at deployment would buy. ``--digital`` as in the study.
+
 ``bnstats CHECKPOINT``: in digital, the network's batch-norm statistics re-estimated (as
 AdaBS does) from clean or crop+flip training images, or from 2,000 clean test images;
 accuracy on the other 8,000 test images; prints one line per case.
@@ -396,6 +403,45 @@ def mixed(args: argparse.Namespace) -> None:
         print(json.dumps({"checkpoint": args.checkpoint, "case": name, **acc}), flush=True)
 
 
+def adabs_once(args: argparse.Namespace) -> None:
+    _, _, calib, adabs, test = _protocol(args.data_dir)
+    net = aimc.models.resnet32_cifar(args.checkpoint).eval()
+    analog = aimc.convert(net, aimc.presets.pcm_joshi2020(), digital=args.digital or ())
+    aimc.calibrate_inputs(analog, calib, batches=10)
+    bns = [m for m in analog.modules()
+           if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
+    def stats() -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(bn.running_mean.clone(), bn.running_var.clone()) for bn in bns]
+
+    @torch.no_grad()
+    def put(saved: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        for bn, (mean, var) in zip(bns, saved, strict=True):
+            bn.running_mean.copy_(mean)
+            bn.running_var.copy_(var)
+
+    trained = stats()
+    times = (1.0, 3600.0, 86_400.0, 31_536_000.0)
+    acc: dict[str, list[float]] = {}
+    for seed in range(3):
+        aimc.program(analog, seed=seed)
+        aimc.drift(analog, args.cal_time)
+        aimc.compensate(analog, "gdc+adabs", loader=adabs)
+        once = stats()
+        for t in times:
+            aimc.drift(analog, t)
+            aimc.compensate(analog, "gdc")
+            acc.setdefault(f"{t} gdc", []).append(aimc.accuracy(analog, test))
+            put(once)
+            acc.setdefault(f"{t} gdc+adabs-once", []).append(aimc.accuracy(analog, test))
+            put(trained)  # written by hand, so compensate's own restore would not undo it
+            aimc.compensate(analog, "gdc+adabs", loader=adabs)
+            acc.setdefault(f"{t} gdc+adabs", []).append(aimc.accuracy(analog, test))
+    print(json.dumps({"checkpoint": args.checkpoint, "digital": args.digital or [],
+                      "cal_time_s": args.cal_time,
+                      **{k: sum(v) / len(v) for k, v in acc.items()}}), flush=True)
+
+
 def bnstats(args: argparse.Namespace) -> None:
     x, y = load_cifar10(args.data_dir, "train")
     xt, yt = load_cifar10(args.data_dir, "test")
@@ -468,13 +514,18 @@ def main(argv: list[str] | None = None) -> int:
     mx = sub.add_parser("mixed")
     mx.add_argument("checkpoint")
     mx.add_argument("--cases", nargs="+", help="run only these cases (default: all)")
+    ao = sub.add_parser("adabs-once")
+    ao.add_argument("checkpoint")
+    ao.add_argument("--digital", nargs="+", help="modules kept digital (as the study's)")
+    ao.add_argument("--cal-time", type=float, default=1.0,
+                    help="chip age in s at the one calibration")
     b = sub.add_parser("bnstats")
     b.add_argument("checkpoint")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     probes = {"sweep": sweep, "components": components, "gdc": gdc, "noise-scale": noise_scale,
               "input-range": input_range, "bntime": bntime, "layers": layers, "mixed": mixed,
-              "bnstats": bnstats}
+              "bnstats": bnstats, "adabs-once": adabs_once}
     probes[args.probe](args)
     return 0
 
