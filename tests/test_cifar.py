@@ -214,6 +214,10 @@ def test_study_runs_end_to_end_on_tiny_data_and_resumes(tmp_path, extra):
     assert first["config"]["study"].get("digital") == (
         ["conv1", "layer1"] if "--digital" in extra else None)
     assert ("main" in first["energy"]) == ("--digital" in extra)  # not "all-analog" then
+    main_e = first["energy"]["main" if "--digital" in extra else "all-analog"]
+    cal = first["energy"]["adabs-calibration"]
+    assert cal["images"] == first["config"]["study"]["calib_images"]
+    assert cal["energy_j"] == pytest.approx(cal["images"] * main_e["energy_per_inference_j"])
     methods = {r["method"] for r in first["rows"] if "t_s" in r}
     assert {"pcm+gdc", "pcm+adabs", "pcm+gdc+adabs", "fp32-trained+pcm+gdc",
             "first-last-digital+pcm+gdc+adabs"} <= methods
