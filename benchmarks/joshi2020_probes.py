@@ -80,7 +80,7 @@ from aimc.data.cifar import IMAGENET_MEAN, IMAGENET_STD, CifarLoader, load_cifar
 from aimc.devices import PCM
 from aimc.experiments.joshi2020 import DEFAULT_PRETRAINED, _finetune, _subset, reestimate_bn
 from aimc.functional import tile as ft
-from aimc.inference.chip import _batch_norms
+from aimc.nn import batch_norms
 from aimc.training.hwa import CHECKPOINT_FORMAT, HWAConfig, prepare_hwa, remove_hwa
 
 NORM = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
@@ -409,7 +409,7 @@ def adabs_once(args: argparse.Namespace) -> None:
     net = aimc.models.resnet32_cifar(args.checkpoint).eval()
     analog = aimc.convert(net, aimc.presets.pcm_joshi2020(), digital=args.digital or ())
     aimc.calibrate_inputs(analog, calib, batches=10)
-    bns = _batch_norms(analog)
+    bns = batch_norms(analog)
 
     def stats() -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [(bn.running_mean.clone(), bn.running_var.clone()) for bn in bns]

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..nn.convert import analog_layers
+from ..nn.convert import analog_layers, batch_norms
 from ..nn.layers import GDC_COLUMN, GDC_LAYER, GDC_OFF, AnalogLayerMixin
 
 
@@ -63,11 +63,6 @@ def _none(model: nn.Module, **_: Any) -> None:
         layer.set_gdc(GDC_OFF)
 
 
-def _batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in model.modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-
-
 # Where AdaBS keeps the trained statistics of a batch-norm layer while adapted ones are in
 # place (a plain attribute, so the model's state_dict keys do not change).
 _TRAINED_STATS = "_aimc_trained_bn_stats"
@@ -79,7 +74,7 @@ def restore_bn_stats(model: nn.Module) -> nn.Module:
     replaced (no-op where AdaBS was not applied). Called by :func:`program`,
     :func:`drift` and every :func:`compensate`, so AdaBS of one time or chip never leaks
     into the next."""
-    for bn in _batch_norms(model):
+    for bn in batch_norms(model):
         saved = bn.__dict__.pop(_TRAINED_STATS, None)
         if saved is not None:
             for name, value in saved.items():
@@ -93,7 +88,7 @@ def _adabs(model: nn.Module, *, loader: Iterable | None = None, batches: int | N
     if loader is None:
         raise ValueError("adabs: pass loader= with calibration batches drawn from the "
                          "training data (never the test set)")
-    bns = _batch_norms(model)
+    bns = batch_norms(model)
     if not bns:
         raise ValueError("adabs: the model has no batch-norm layers with running statistics")
     for bn in bns:

@@ -1,7 +1,7 @@
 """Analog layers and module conversion."""
 
-from .convert import ANALOG_LAYERS, analog_layers, convert, to_digital
+from .convert import ANALOG_LAYERS, analog_layers, batch_norms, convert, to_digital
 from .layers import AnalogConv1d, AnalogConv2d, AnalogLayerMixin, AnalogLinear
 
 __all__ = ["ANALOG_LAYERS", "AnalogConv1d", "AnalogConv2d", "AnalogLayerMixin",
-           "AnalogLinear", "analog_layers", "convert", "to_digital"]
+           "AnalogLinear", "analog_layers", "batch_norms", "convert", "to_digital"]

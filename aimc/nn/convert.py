@@ -30,6 +30,13 @@ def analog_layers(model: nn.Module) -> Iterator[tuple[str, AnalogLayerMixin]]:
             yield name, module
 
 
+def batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    """Every batch-norm layer of ``model`` that keeps running statistics: the layers whose
+    statistics AdaBS re-estimates (Joshi 2020, "AdaBS") and HWA training tracks."""
+    return [m for m in model.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+
+
 def convert(model: nn.Module, config: AnalogConfig, digital: Iterable[str] = (),
             overrides: Mapping[str, AnalogConfig] | None = None) -> nn.Module:
     """A copy of ``model`` with every Linear/Conv1d/Conv2d on analog tiles (Joshi 2020).
@@ -127,4 +134,4 @@ def to_digital(model: nn.Module, effective: bool = False) -> nn.Module:
     return model
 
 
-__all__ = ["ANALOG_LAYERS", "analog_layers", "convert", "to_digital"]
+__all__ = ["ANALOG_LAYERS", "analog_layers", "batch_norms", "convert", "to_digital"]

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from ..config import MappingConfig
 from ..functional import tile as ft
-from ..nn.convert import ANALOG_LAYERS, analog_layers
+from ..nn.convert import ANALOG_LAYERS, analog_layers, batch_norms
 from ..nn.layers import AnalogLayerMixin, mix_seed
 
 NOISE_KINDS = ("none", "gaussian", "pcm", "pcm-drift")
@@ -448,7 +448,7 @@ def train_hwa(model: nn.Module, loader: Iterable, epochs: int, *,
     hook = prepare_hwa(model, config, seed)
     was_training = model.training
     bar = None
-    bns = _tracking_bns(model)
+    bns = batch_norms(model)
     tracking = [m.register_forward_pre_hook(_track_bn_stats) for m in bns
                 if config.bn_stats == "running"]
     try:
@@ -524,15 +524,10 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y:
     loss.backward()
     if config.sam_rho:
         _sam_second_pass(model, x, y, loss_fn, soft, config,
-                         _tracking_bns(model) if bns is None else bns)
+                         batch_norms(model) if bns is None else bns)
     optimizer.step()
     clip_weights(model, config.clip_sigma)
     return out, loss
-
-
-def _tracking_bns(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in model.modules()
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
 
 
 def _step_loss(out: Tensor, y: Tensor, loss_fn: Callable[[Tensor, Tensor], Tensor],
