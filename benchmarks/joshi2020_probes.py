@@ -305,7 +305,7 @@ def bntime(args: argparse.Namespace) -> None:
     x, y, calib, adabs, test = _protocol(args.data_dir)
     xb, yb = _subset(x, y, 5120, 3)
     base = aimc.convert(aimc.models.resnet32_cifar(args.checkpoint),
-                        aimc.presets.pcm_joshi2020())
+                        aimc.presets.pcm_joshi2020(), digital=args.digital or ())
     trained = {k: v.clone() for k, v in base.state_dict().items()}
     for t in args.times:
         base.load_state_dict(trained)
@@ -319,8 +319,9 @@ def bntime(args: argparse.Namespace) -> None:
         digital = aimc.accuracy(aimc.to_digital(net).eval(), test)
         aimc.calibrate_inputs(net, calib, batches=10)
         acc = _gdc_accuracy(net, test, chips=3, adabs=adabs)
-        print(json.dumps({"checkpoint": args.checkpoint, "bn_time_s": t, "digital": digital,
-                          **acc}), flush=True)
+        print(json.dumps({"checkpoint": args.checkpoint, "bn_time_s": t,
+                          **({"digital_modules": args.digital} if args.digital else {}),
+                          "digital": digital, **acc}), flush=True)
 
 
 def _exact_weights(layer: torch.nn.Module) -> None:
@@ -505,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     bt = sub.add_parser("bntime")
     bt.add_argument("checkpoint")
     bt.add_argument("--times", type=float, nargs="+", default=[0.0, 1.0, 86_400.0])
+    bt.add_argument("--digital", nargs="+", help="modules kept digital (as the study's)")
     ly = sub.add_parser("layers")
     ly.add_argument("checkpoint")
     ly.add_argument("--chips", type=int, default=5)
