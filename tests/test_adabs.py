@@ -173,3 +173,15 @@ def test_chip_buffers_untouched_by_adabs(data):
     aimc.compensate(amodel, "none")
     for k, v in bufs.items():
         assert torch.equal(getattr(amodel.conv1, k), v) or k == "alpha", k
+
+
+def test_batch_norms_lists_only_layers_with_running_statistics():
+    """AdaBS and HWA training act on exactly the batch-norm layers that keep statistics."""
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4),
+                        nn.BatchNorm2d(4, track_running_stats=False), nn.Flatten(),
+                        nn.LazyLinear(3), nn.BatchNorm1d(3), nn.LayerNorm(3))
+    found = aimc.nn.batch_norms(net)
+    assert found == [net[1], net[5]]
+    analog = aimc.convert(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)),
+                          presets.pcm_joshi2020())
+    assert aimc.nn.batch_norms(analog) == [analog[1]]
