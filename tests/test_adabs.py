@@ -179,7 +179,7 @@ def test_batch_norms_lists_only_layers_with_running_statistics():
     """AdaBS and HWA training act on exactly the batch-norm layers that keep statistics."""
     net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4),
                         nn.BatchNorm2d(4, track_running_stats=False), nn.Flatten(),
-                        nn.LazyLinear(3), nn.BatchNorm1d(3), nn.LayerNorm(3))
+                        nn.Linear(8, 3), nn.BatchNorm1d(3), nn.LayerNorm(3))
     found = aimc.nn.batch_norms(net)
     assert found == [net[1], net[5]]
     analog = aimc.convert(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)),
