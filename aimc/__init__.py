@@ -18,7 +18,15 @@ from .inference import (
     evaluate_over_time,
     program,
 )
-from .nn import AnalogConv1d, AnalogConv2d, AnalogLinear, analog_layers, convert, to_digital
+from .nn import (
+    AnalogConv1d,
+    AnalogConv2d,
+    AnalogLinear,
+    AnalogLSTM,
+    analog_layers,
+    convert,
+    to_digital,
+)
 from .training import HWAConfig, train_hwa
 
 __version__ = "0.1.0"
@@ -27,6 +35,7 @@ __all__ = [
     "AnalogConfig",
     "AnalogConv1d",
     "AnalogConv2d",
+    "AnalogLSTM",
     "AnalogLinear",
     "HWAConfig",
     "MappingConfig",

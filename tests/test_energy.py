@@ -105,11 +105,11 @@ def test_digital_layers_costed_as_digital():
 
 
 # -- unsupported ---------------------------------------------------------------------------------
-class _WithLSTM(nn.Module):
+class _WithGRU(nn.Module):
     def __init__(self):
         super().__init__()
         self.fc = nn.Linear(8, 8)
-        self.rnn = nn.LSTM(8, 8, batch_first=True)
+        self.rnn = nn.GRU(8, 8, batch_first=True)
 
     def forward(self, x):
         y, _ = self.rnn(self.fc(x))
@@ -123,11 +123,11 @@ class _Gram(nn.Module):
 
 def test_unsupported_layer_is_reported():
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # convert warns about the LSTM too
-        model = aimc.convert(_WithLSTM(), HW14.analog_config())
+        warnings.simplefilter("ignore")  # convert warns about the GRU too
+        model = aimc.convert(_WithGRU(), HW14.analog_config())
     with pytest.warns(UserWarning, match="rnn"):
         table = E.estimate(model, HW14, (5, 8), baselines=())
-    assert table.unsupported == ["rnn (LSTM)"]
+    assert table.unsupported == ["rnn (GRU)"]
     assert table.totals["complete"] is False
     assert _row(table, "rnn")["dominant"] == "not costed"
     assert "NOT COSTED" in table.format()

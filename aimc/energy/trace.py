@@ -1,13 +1,16 @@
 """Walk one forward pass and record every operation the cost model has to charge.
 
-The converted model is copied back to plain torch layers (:func:`aimc.to_digital`, names
-kept) and run once on a batch, in eval mode and without gradients. Forward hooks record
-each leaf module with its input and output shapes; a ``TorchFunctionMode`` records the
-tensor functions that run outside those modules (``F.relu``, the residual ``+``, pooling
-in a ``forward``), so operations written as functions are costed too. Operations are
-classified through two registries, by module type and by function name; a module that
-holds parameters but has no cost rule, or a weight function (``matmul``, ``F.linear``...)
-called outside a costed module, is recorded as *unsupported* and reported, never dropped.
+The converted model is copied back to plain torch layers (``plain_layers``, names kept;
+an LSTM keeps its input and recurrent layers as modules) and run once on a batch, in eval
+mode and without gradients. Forward hooks record each leaf module with its input and
+output shapes; a ``TorchFunctionMode`` records the tensor functions that run outside
+those modules (``F.relu``, the residual ``+``, pooling in a ``forward``), so operations
+written as functions are costed too. Operations are classified through two registries,
+by module type and by function name; a module that holds parameters but has no cost
+rule, or a weight function (``matmul``, ``F.linear``...) called outside a costed module,
+is recorded as *unsupported* and reported, never dropped. A weighted layer called more
+than once (an LSTM's recurrent layer, a shared layer) is one record: its work adds up,
+its tiles count once.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from ..nn.convert import analog_layers, to_digital
+from ..nn.convert import analog_layers, plain_layers
 
 ALL_ROWS = 0
 """Consumer needs its whole input before it starts (dense layers, global pooling)."""
@@ -183,6 +186,19 @@ class _Recorder(TorchFunctionMode):
         return out
 
 
+def _merge_call(first: Op, again: Op) -> None:
+    """Add a further call of a weighted layer to its first call's record: more work
+    (inputs, outputs, MACs, vectors), the same weights and tiles."""
+    if first.activity is not None and again.activity is not None:
+        total = first.vectors + again.vectors
+        first.activity = ((first.activity * first.vectors + again.activity * again.vectors)
+                          / total if total else first.activity)
+    first.in_numel += again.in_numel
+    first.out_numel += again.out_numel
+    first.macs += again.macs
+    first.vectors += again.vectors
+
+
 class _Tracer:
     def __init__(self, analog: dict[str, nn.Module], measure_activity: bool) -> None:
         self.analog = analog
@@ -193,6 +209,9 @@ class _Tracer:
         self.uncosted: Counter[str] = Counter()
         self.seen: Counter[str] = Counter()
         self.paused = 0  # > 0 while the hooks themselves compute (not part of the model)
+        # Weighted layers by name: a layer called again (an LSTM's recurrent layer at every
+        # step, a shared layer) is one set of tiles read more often, so its calls add up.
+        self.weighted: dict[str, Op] = {}
 
     # modules -------------------------------------------------------------------------------
     def is_costed(self, name: str, m: nn.Module) -> bool:
@@ -248,6 +267,12 @@ class _Tracer:
         else:
             op = Op(label, "unsupported", type(m).__name__, need_rows=ALL_ROWS,
                     weights=sum(p.numel() for p in m.parameters()), **common)
+        first = self.weighted.get(label) if op.kind in ("analog", "digital") else None
+        if first is not None:
+            _merge_call(first, op)
+            return
+        if op.kind in ("analog", "digital"):
+            self.weighted[label] = op
         self.ops.append(op)
 
     @staticmethod
@@ -328,7 +353,7 @@ def trace(model: nn.Module, inputs: Tensor) -> Trace:
     all zeros.
     """
     analog = dict(analog_layers(model))
-    plain = to_digital(model).eval()
+    plain = plain_layers(model).eval()
     measure = bool(inputs.abs().sum() > 0)
     tracer = _Tracer(analog, measure)
     handles = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
-from torch import nn
+from torch import Tensor, nn
 
 
 def mlp(sizes: Sequence[int] = (784, 250, 125, 10), activation: type[nn.Module] = nn.Sigmoid
@@ -39,3 +39,31 @@ def small_cnn(num_classes: int = 10) -> nn.Sequential:
         nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
         nn.Flatten(), nn.Linear(32 * 4 * 4, 128), nn.ReLU(), nn.Linear(128, num_classes))
+
+
+class SequenceClassifier(nn.Module):
+    """An LSTM over the rows of its input and a linear head on the last hidden state.
+
+    Takes (B, T, F) sequences, or images (B, 1, H, W) / (B, H, W) read one row per time
+    step (sequential MNIST: 28 steps of 28 pixels; Tsai et al. 2019 ran LSTMs on PCM).
+    """
+
+    def __init__(self, input_size: int = 28, hidden_size: int = 128, num_classes: int = 10,
+                 num_layers: int = 1) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True)
+        self.fc = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 4:
+            if x.shape[1] != 1:
+                raise ValueError(f"SequenceClassifier reads one-channel images row by row, "
+                                 f"got {x.shape[1]} channels")
+            x = x[:, 0]
+        out, _ = self.lstm(x)
+        return self.fc(out[:, -1])
+
+
+def lstm_mnist(hidden_size: int = 128) -> SequenceClassifier:
+    """Sequential (row-by-row) MNIST classifier: a 28-input LSTM and a 10-class head."""
+    return SequenceClassifier(28, hidden_size, 10)

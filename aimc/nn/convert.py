@@ -10,13 +10,16 @@ from torch import nn
 
 from ..config import AnalogConfig
 from .layers import AnalogConv1d, AnalogConv2d, AnalogLayerMixin, AnalogLinear
+from .recurrent import AnalogLSTM
 
 ANALOG_LAYERS: dict[type, type] = {
     nn.Linear: AnalogLinear,
     nn.Conv1d: AnalogConv1d,
     nn.Conv2d: AnalogConv2d,
+    nn.LSTM: AnalogLSTM,
 }
-"""Registry: digital layer type -> analog layer type (exact types; subclasses stay digital)."""
+"""Registry: digital layer type -> analog layer type (exact types; subclasses stay digital).
+An analog type builds itself with ``from_digital(layer, config, name)``."""
 
 # Layer types that hold weights but have no analog counterpart yet: reported, kept digital.
 _WEIGHTED = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
@@ -78,7 +81,7 @@ def convert(model: nn.Module, config: AnalogConfig, digital: Iterable[str] = (),
             if name in digital:  # the module and everything under it stay digital
                 continue
             target = ANALOG_LAYERS.get(type(child))
-            if target is not None:
+            if target is not None and not getattr(child, "proj_size", 0):
                 setattr(parent, child_name,
                         target.from_digital(child, config_for(name), name))
             elif isinstance(child, _WEIGHTED):
@@ -87,7 +90,7 @@ def convert(model: nn.Module, config: AnalogConfig, digital: Iterable[str] = (),
                 swap(child, name)
 
     root_target = ANALOG_LAYERS.get(type(model))
-    if root_target is not None:
+    if root_target is not None and not getattr(model, "proj_size", 0):
         return root_target.from_digital(model, config_for(""), "")
     swap(model, "")
     if kept:
@@ -97,11 +100,26 @@ def convert(model: nn.Module, config: AnalogConfig, digital: Iterable[str] = (),
 
 
 def to_digital(model: nn.Module, effective: bool = False) -> nn.Module:
-    """A copy of ``model`` with every analog layer back to its plain torch layer.
+    """A copy of ``model`` with every analog layer back to its plain torch layer
+    (``AnalogLSTM`` to ``nn.LSTM``).
 
     With ``effective=True`` the copy holds the weights the chip holds now (after
     programming, drift and compensation) instead of the trained weights.
     """
+    model = plain_layers(model, effective)
+    if isinstance(model, AnalogLSTM):
+        return model.to_lstm()
+    for name, m in list(model.named_modules()):
+        if isinstance(m, AnalogLSTM):
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name), child, m.to_lstm())
+    return model
+
+
+def plain_layers(model: nn.Module, effective: bool = False) -> nn.Module:
+    """A copy of ``model`` with every analog matrix layer back to its plain torch layer,
+    containers kept: an ``AnalogLSTM`` stays, on plain ``nn.Linear`` children, so each of
+    its products is still a module call (what the energy trace records)."""
     model = copy.deepcopy(model)
     inverse = {v: k for k, v in ANALOG_LAYERS.items()}
 
@@ -134,4 +152,5 @@ def to_digital(model: nn.Module, effective: bool = False) -> nn.Module:
     return model
 
 
-__all__ = ["ANALOG_LAYERS", "analog_layers", "batch_norms", "convert", "to_digital"]
+__all__ = ["ANALOG_LAYERS", "analog_layers", "batch_norms", "convert", "plain_layers",
+           "to_digital"]

@@ -1,0 +1,200 @@
+"""AnalogLSTM: an nn.LSTM whose weight matrices sit on PCM tiles (Tsai et al. 2019)."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import aimc
+from aimc.energy import estimate
+from aimc.nn import AnalogLinear, AnalogLSTM
+from aimc.training import HWAConfig, prepare_hwa
+from aimc.training.hwa import NoiseInjection
+
+CASES = [
+    dict(),
+    dict(num_layers=2, bidirectional=True, batch_first=True),
+    dict(bias=False),
+]
+
+
+def _pair(seed: int = 0, **kw) -> tuple[nn.LSTM, AnalogLSTM]:
+    torch.manual_seed(seed)
+    lstm = nn.LSTM(5, 7, **kw)
+    return lstm, aimc.convert(lstm, aimc.presets.pcm_joshi2020())
+
+
+@pytest.mark.parametrize("kw", CASES)
+def test_training_mode_is_torch_lstm_with_its_gradients(kw):
+    lstm, a = _pair(**kw)
+    x = torch.randn(4, 6, 5)
+    layers = kw.get("num_layers", 1) * (2 if kw.get("bidirectional") else 1)
+    hx = (torch.randn(layers, 4 if kw.get("batch_first") else 6, 7),
+          torch.randn(layers, 4 if kw.get("batch_first") else 6, 7))
+    for state in (None, hx):
+        want, (h_w, c_w) = lstm(x, state)
+        got, (h_g, c_g) = a(x, state)
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(h_g, h_w, atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(c_g, c_w, atol=1e-6, rtol=1e-5)
+    (want.square().sum() + c_w.sum()).backward()
+    (got.square().sum() + c_g.sum()).backward()
+    torch.testing.assert_close(a.hh_l0.weight.grad, lstm.weight_hh_l0.grad, atol=1e-5,
+                               rtol=1e-4)
+    torch.testing.assert_close(a.ih_l0.weight.grad, lstm.weight_ih_l0.grad, atol=1e-5,
+                               rtol=1e-4)
+    # an unbatched sequence (L, H_in), as nn.LSTM takes it
+    torch.testing.assert_close(a(x[0])[0], lstm(x[0])[0], atol=1e-6, rtol=1e-5)
+
+
+def test_convert_shares_parameters_and_to_digital_gives_the_lstm_back():
+    torch.manual_seed(0)
+    lstm = nn.LSTM(5, 7, num_layers=2, bidirectional=True)
+    a = AnalogLSTM.from_digital(lstm, aimc.presets.pcm_joshi2020(), "rnn")
+    assert a.ih_l1_reverse.weight is lstm.weight_ih_l1_reverse
+    assert a.hh_l0.bias is lstm.bias_hh_l0
+    assert a.hh_l1.analog_name == "rnn.hh_l1"
+    back = aimc.to_digital(aimc.convert(nn.Sequential(lstm), aimc.presets.ideal()))[0]
+    assert type(back) is nn.LSTM
+    assert back.state_dict().keys() == lstm.state_dict().keys()
+    for key, value in lstm.state_dict().items():
+        torch.testing.assert_close(back.state_dict()[key], value, atol=0, rtol=0)
+
+
+def test_ideal_chip_computes_the_lstm():
+    lstm, _ = _pair(num_layers=2, bidirectional=True, batch_first=True)
+    a = aimc.convert(lstm, aimc.presets.ideal()).eval()
+    aimc.program(a, seed=0)
+    x = torch.randn(3, 9, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(a(x)[0], lstm(x)[0], atol=1e-5, rtol=1e-4)
+
+
+def test_recurrent_layer_is_read_once_per_time_step():
+    _, a = _pair()
+    a.eval()
+    x = torch.randn(11, 2, 5)  # 11 steps
+    aimc.calibrate_inputs(a, [x])
+    assert float(a.ih_l0.input_range) > 0 and float(a.hh_l0.input_range) > 0
+    aimc.program(a, seed=0)
+    calls = {"ih_l0": 0, "hh_l0": 0}
+    for key in calls:
+        getattr(a, key).register_forward_hook(
+            lambda m, i, o, k=key: calls.__setitem__(k, calls[k] + 1))
+    with torch.no_grad():
+        a(x)
+    assert calls == {"ih_l0": 1, "hh_l0": 11}
+
+
+def test_same_seed_same_chip_and_state_dict_restores_it():
+    lstm, _ = _pair(batch_first=True)
+    x = torch.randn(4, 6, 5)
+    cfg = aimc.presets.pcm_joshi2020()
+    chips = []
+    for seed in (3, 3, 4):
+        a = aimc.convert(lstm, cfg).eval()
+        aimc.calibrate_inputs(a, [x])
+        aimc.program(a, seed=seed)
+        aimc.drift(a, 3600.0)
+        with torch.no_grad():
+            chips.append((a, a(x)[0]))
+    assert torch.equal(chips[0][1], chips[1][1])
+    assert not torch.equal(chips[0][1], chips[2][1])
+    fresh = aimc.convert(lstm, cfg).eval()
+    fresh.load_state_dict(chips[0][0].state_dict())
+    with torch.no_grad():
+        assert torch.equal(fresh(x)[0], chips[0][1])
+
+
+def test_gdc_undoes_the_drift_of_the_gates():
+    # Without compensation a year of drift shrinks every gate pre-activation (about 30%);
+    # GDC rescales it. Noise-free periphery so the comparison is of the drift alone;
+    # 64 sequences x 8 steps x 7 outputs.
+    lstm, _ = _pair(batch_first=True)
+    cfg = aimc.presets.pcm_joshi2020()
+    cfg.tile.out_noise, cfg.tile.adc_bits, cfg.tile.dac_bits = 0.0, 0, 0
+    a = aimc.convert(lstm, cfg).eval()
+    x = torch.randn(64, 8, 5)
+    aimc.calibrate_inputs(a, [x])
+    aimc.program(a, seed=1)
+    aimc.drift(a, 3.15e7)
+    with torch.no_grad():
+        want = lstm(x)[0]
+        err_raw = float((a(x)[0] - want).abs().mean())
+        aimc.compensate(a, "gdc")
+        err_gdc = float((a(x)[0] - want).abs().mean())
+    assert err_gdc < 0.6 * err_raw
+
+
+def test_hwa_noise_is_drawn_once_per_sequence():
+    lstm, a = _pair(batch_first=True)
+    x = torch.randn(4, 6, 5)
+    cfg = HWAConfig(noise="gaussian", eta=0.1)
+    prepare_hwa(a, cfg, seed=5)
+    a.train()
+    got = a(x)[0]
+    # The same draws, in the layer order of the forward pass, held fixed over the steps.
+    hook = NoiseInjection(cfg, torch.Generator().manual_seed(5))
+    w_ih, w_hh = hook.noisy_weight(a.ih_l0), hook.noisy_weight(a.hh_l0)
+    noisy = nn.LSTM(5, 7, batch_first=True)
+    with torch.no_grad():
+        noisy.weight_ih_l0.copy_(w_ih)
+        noisy.weight_hh_l0.copy_(w_hh)
+        noisy.bias_ih_l0.copy_(lstm.bias_ih_l0)
+        noisy.bias_hh_l0.copy_(lstm.bias_hh_l0)
+    torch.testing.assert_close(got, noisy(x)[0], atol=1e-6, rtol=1e-5)
+    assert (got - lstm(x)[0]).abs().max() > 1e-3
+    got.sum().backward()
+    assert a.hh_l0.weight.grad is not None
+
+
+def test_hwa_with_simulated_periphery_is_refused():
+    _, a = _pair()
+    prepare_hwa(a, HWAConfig(noise="gaussian", eta=0.05, dac_adc=True))
+    with pytest.raises(ValueError, match="periphery"):
+        a.train()(torch.randn(3, 2, 5))
+
+
+def test_bad_inputs_and_unsupported_lstms():
+    _, a = _pair()
+    with pytest.raises(ValueError, match="input features"):
+        a(torch.randn(3, 2, 4))
+    with pytest.raises(ValueError, match="h_0"):
+        a(torch.randn(3, 2, 5), (torch.zeros(1, 3, 7), torch.zeros(1, 3, 7)))
+    packed = nn.utils.rnn.pack_padded_sequence(torch.randn(3, 2, 5), [3, 2])
+    with pytest.raises(TypeError, match="packed"):
+        a(packed)
+    with pytest.raises(ValueError, match="hidden_size"):
+        AnalogLSTM(5, 0)
+    with pytest.warns(UserWarning, match="LSTM"):
+        kept = aimc.convert(nn.Sequential(nn.LSTM(5, 8, proj_size=4)), aimc.presets.ideal())
+    assert type(kept[0]) is nn.LSTM
+
+
+def test_sequence_classifier_reads_images_row_by_row():
+    net = aimc.models.lstm_mnist(16)
+    images = torch.randn(3, 1, 28, 28)
+    torch.testing.assert_close(net(images), net(images[:, 0]))
+    assert net(images).shape == (3, 10)
+    with pytest.raises(ValueError, match="channels"):
+        net(torch.randn(2, 3, 28, 28))
+
+
+def test_energy_counts_the_recurrent_tiles_once_and_every_read():
+    net = aimc.models.lstm_mnist(16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an LSTM converts without a "stays digital" warning
+        a = aimc.convert(net, aimc.presets.pcm_joshi2020())
+    table = estimate(a, "pcm90nm_joshi2020", (28, 28), baselines=())
+    rows = {r["name"]: r for r in table.rows if r["kind"] == "analog"}
+    assert set(rows) == {"lstm.ih_l0", "lstm.hh_l0", "fc"}
+    # 28 steps: 28 reads of each tile, one tile each
+    assert rows["lstm.hh_l0"]["mvms"] == 28 and rows["lstm.ih_l0"]["mvms"] == 28
+    assert rows["lstm.hh_l0"]["macs"] == 28 * 64 * 16
+    assert table.totals["tiles"] == 3
+    assert table.totals["weights"] == 64 * 28 + 64 * 16 + 16 * 10
+    assert table.totals["complete"]
+    assert isinstance(a.lstm.hh_l0, AnalogLinear)
