@@ -69,8 +69,16 @@ def test_ideal_chip_computes_the_lstm():
     a = aimc.convert(lstm, aimc.presets.ideal()).eval()
     aimc.program(a, seed=0)
     x = torch.randn(3, 9, 5)
+    hx = (torch.randn(4, 3, 7), torch.randn(4, 3, 7))
     with torch.no_grad():
-        torch.testing.assert_close(a(x)[0], lstm(x)[0], atol=1e-5, rtol=1e-4)
+        # the eval-mode step loop (each product a tile read) against torch's kernel
+        for state in (None, hx):
+            got, (h, c) = a(x, state)
+            want, (h_w, c_w) = lstm(x, state)
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(h, h_w, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(c, c_w, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(a(x[0])[0], lstm(x[0])[0], atol=1e-5, rtol=1e-4)
 
 
 def test_recurrent_layer_is_read_once_per_time_step():

@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call
 from torch.nn.utils.rnn import PackedSequence
 
 from ..config import AnalogConfig
@@ -43,9 +43,11 @@ class AnalogLSTM(nn.Module):
     (torch's ``weight_ih_l0`` is ``ih_l0.weight``); ``aimc.convert`` makes one from an
     ``nn.LSTM`` sharing its Parameters, and ``aimc.to_digital`` turns it back.
 
-    In training mode the cell runs digitally (with the hardware-aware weight noise of
-    :func:`aimc.training.prepare_hwa`, drawn once per forward pass, so every time step of
-    a sequence sees the same noisy chip); in eval mode every product is an analog read.
+    In training mode the layer runs torch's LSTM kernel on its weights (with the
+    hardware-aware weight noise of :func:`aimc.training.prepare_hwa`, drawn once per
+    forward pass, so every time step of a sequence sees the same noisy chip); in eval mode
+    it steps through the sequence and every product is an analog read. ``dropout``
+    (between layers) acts in training only, as in torch.
     """
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
@@ -144,9 +146,7 @@ class AnalogLSTM(nn.Module):
                              f"got {x.shape[-1]}")
         directions = len(self._suffixes())
         shape = (self.num_layers * directions, x.shape[1], self.hidden_size)
-        if hx is None:
-            h0 = c0 = x.new_zeros(shape)
-        else:
+        if hx is not None:
             h0, c0 = hx
             if unbatched:
                 h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
@@ -154,6 +154,13 @@ class AnalogLSTM(nn.Module):
                 if tuple(t.shape) != shape:
                     raise ValueError(f"AnalogLSTM: {what} must have shape {shape}, "
                                      f"got {tuple(t.shape)}")
+        if self.training:
+            # torch's fused LSTM on this layer's weights (noisy ones under hardware-aware
+            # training): the same result as the step loop below, several times faster.
+            args = (input,) if hx is None else (input, hx)
+            return functional_call(self._shell(), self._training_weights(), args)
+        if hx is None:
+            h0 = c0 = x.new_zeros(shape)
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             outs = []
@@ -165,42 +172,64 @@ class AnalogLSTM(nn.Module):
                 h_n.append(h)
                 c_n.append(c)
             x = outs[0] if directions == 1 else torch.cat(outs, dim=-1)
-            if self.training and self.dropout and layer < self.num_layers - 1:
-                x = F.dropout(x, self.dropout, training=True)
         out = x.squeeze(1) if unbatched else (x.transpose(0, 1) if self.batch_first else x)
         h_n, c_n = torch.stack(h_n), torch.stack(c_n)
         if unbatched:
             h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
         return out, (h_n, c_n)
 
-    def _direction(self, ih: nn.Module, hh: nn.Module, seq: Tensor, h: Tensor, c: Tensor
+    @staticmethod
+    def _direction(ih: nn.Module, hh: nn.Module, seq: Tensor, h: Tensor, c: Tensor
                    ) -> tuple[Tensor, Tensor, Tensor]:
-        """One direction of one layer over ``seq`` (T, B, I): outputs (T, B, H), h, c."""
-        ih_fn, hh_fn = _products(ih, self.training), _products(hh, self.training)
+        """One direction of one layer over ``seq`` (T, B, I), each product a call of its
+        layer (an analog read in eval mode): outputs (T, B, H), h, c."""
         steps, batch = seq.shape[:2]
         # Every step's input product at once: the inputs are known before the recurrence.
-        gates_in = ih_fn(seq.reshape(steps * batch, -1)).view(steps, batch, -1)
+        gates_in = ih(seq.reshape(steps * batch, -1)).view(steps, batch, -1)
         outs = []
         for t in range(steps):
-            h, c = lstm_cell(gates_in[t] + hh_fn(h), c)
+            h, c = lstm_cell(gates_in[t] + hh(h), c)
             outs.append(h)
         return torch.stack(outs), h, c
 
+    def _shell(self) -> nn.LSTM:
+        """A weightless ``nn.LSTM`` of this shape (meta device) to run torch's kernel on
+        given weights; kept out of the module tree, so not in ``state_dict``."""
+        shell = self.__dict__.get("_lstm_shell")
+        if shell is None:
+            shell = self.__dict__["_lstm_shell"] = nn.LSTM(
+                self.input_size, self.hidden_size, self.num_layers, self.bias,
+                self.batch_first, self.dropout, self.bidirectional, device="meta")
+        shell.train(self.training)
+        return shell
 
-def _products(layer: nn.Module, training: bool):
-    """``x -> layer(x)`` for one forward pass. In training mode with a hardware-aware hook,
-    the noisy weights are drawn once here and reused at every step, as a chip's weights
-    are the same for the whole sequence."""
+    def _training_weights(self) -> dict[str, Tensor]:
+        """torch's parameter names -> this layer's weights for one training forward pass:
+        with a hardware-aware hook, noisy weights drawn once (so every time step of the
+        sequence sees the same chip), in layer order, input before recurrent."""
+        weights = {}
+        for layer in range(self.num_layers):
+            for suffix in self._suffixes():
+                for kind in ("ih", "hh"):
+                    child = getattr(self, f"{kind}_l{layer}{suffix}")
+                    weights[f"weight_{kind}_l{layer}{suffix}"] = _training_weight(child)
+                    if self.bias:
+                        weights[f"bias_{kind}_l{layer}{suffix}"] = child.bias
+        return weights
+
+
+def _training_weight(layer: nn.Module) -> Tensor:
+    """The weight ``layer`` computes with in training mode: its hardware-aware hook's noisy
+    weight (gradients flow to the clean one), else the weight itself."""
     hook = getattr(layer, "hwa", None)
-    if not training or hook is None:
-        return layer
+    if hook is None:
+        return layer.weight
     cfg = hook.config
     if cfg.dac_adc or cfg.out_noise:
         raise ValueError("AnalogLSTM: hardware-aware training with the periphery "
                          "(HWAConfig.dac_adc / out_noise) is not supported for LSTM layers; "
                          "use weight noise only")
-    w = hook.noisy_weight(layer)
-    return lambda x: F.linear(x, w, layer.bias)
+    return hook.noisy_weight(layer)
 
 
 def _join(prefix: str, key: str) -> str:
