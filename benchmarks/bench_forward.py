@@ -4,8 +4,10 @@ Eval mode, programmed and drifted to 1 day, PCM preset (8-bit DAC with static in
 ranges, 8-bit ADC, output noise), 2 threads. Cases: Linear 512x512 at batch 256 and a
 ResNet-32-sized Conv2d (64 -> 64, 3x3, 8x8 maps) at batch 256, and the whole CIFAR
 ResNet-32 (all 33 layers analog) at batch 100, each once more with dynamic (per-vector;
-per-patch in a conv) input ranges. Timings interleave the analog and the plain torch
-module round by round and report medians and the median of per-round ratios.
+per-patch in a conv) input ranges; and the sequential-MNIST LSTM (128 units, 28 steps,
+``aimc.models.lstm_mnist``) at batch 100 against ``nn.LSTM``. Timings interleave the
+analog and the plain torch module round by round and report medians and the median of
+per-round ratios.
 
     python benchmarks/bench_forward.py --out docs/results
 """
@@ -79,11 +81,14 @@ def main(argv: list[str] | None = None) -> int:
         "conv2d-64x64-3x3-8x8-b256-dynamic": (conv, conv_x, "dynamic"),
         "resnet32-cifar-b100": (resnet, resnet_x, "static"),
         "resnet32-cifar-b100-dynamic": (resnet, resnet_x, "dynamic"),
+        # 28 steps: one read of the input matrix for all steps, 28 of the recurrent one
+        "lstm-mnist-128-b100": (aimc.models.lstm_mnist(128), torch.randn(100, 28, 28),
+                                "static"),
     }
     rows = []
     for name, (layer, x, input_range) in cases.items():
         # the whole network takes 10-100x longer per call than one layer
-        reps = max(1, args.reps // 10) if name.startswith("resnet") else args.reps
+        reps = max(1, args.reps // 10) if name.startswith(("resnet", "lstm")) else args.reps
         res = measure(layer, x, args.rounds, reps, input_range)
         print(f"{name:28s} torch {res['digital_ms']:7.3f} ms  aimc {res['analog_ms']:7.3f} ms"
               f"  ratio {res['ratio']:.2f} (min {res['ratio_min']:.2f}, "

@@ -28,6 +28,7 @@ import sys
 import time
 
 import torch
+from _timing import interleaved, round_ratios  # benchmarks/_timing.py
 
 import aimc
 from aimc.experiments import now_utc, write_results
@@ -79,24 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         net = aimc.convert(plain, chips[name]).train()
         prepare_hwa(net, cfg, seed=0)
         cases[name] = case(net, cfg)
-    for fn in cases.values():  # warm-up
-        fn(), fn()
-    times: dict[str, list[float]] = {k: [] for k in cases}
-    ratios: dict[str, list[float]] = {k: [] for k in reference}
-    vs_plain: dict[str, list[float]] = {k: [] for k in reference}
-    for _ in range(args.rounds):
-        per = {}
-        for name, fn in cases.items():
-            reps = []
-            for _ in range(args.reps):
-                start = time.perf_counter()
-                fn()
-                reps.append(time.perf_counter() - start)
-            per[name] = statistics.median(reps)
-            times[name].append(per[name])
-        for name in ratios:
-            ratios[name].append(per[name] / per[reference[name]])
-            vs_plain[name].append(per[name] / per["plain"])
+    times = interleaved(cases, args.rounds, args.reps)
+    ratios = {name: round_ratios(times, name, ref) for name, ref in reference.items()}
+    vs_plain = {name: round_ratios(times, name, "plain") for name in reference}
     plain_s = statistics.median(times["plain"])
     rows = []
     for name, rs in ratios.items():

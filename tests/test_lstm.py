@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import pytest
@@ -27,6 +28,12 @@ def _pair(seed: int = 0, **kw) -> tuple[nn.LSTM, AnalogLSTM]:
     return lstm, aimc.convert(lstm, aimc.presets.pcm_joshi2020())
 
 
+def _assert_same_outputs(got, want, **tol) -> None:
+    """(output, (h_n, c_n)) of two LSTMs agree within ``tol``."""
+    for g, w in zip((got[0], *got[1]), (want[0], *want[1]), strict=True):
+        torch.testing.assert_close(g, w, **tol)
+
+
 @pytest.mark.parametrize("kw", CASES)
 def test_training_mode_is_torch_lstm_with_its_gradients(kw):
     lstm, a = _pair(**kw)
@@ -35,13 +42,10 @@ def test_training_mode_is_torch_lstm_with_its_gradients(kw):
     hx = (torch.randn(layers, 4 if kw.get("batch_first") else 6, 7),
           torch.randn(layers, 4 if kw.get("batch_first") else 6, 7))
     for state in (None, hx):
-        want, (h_w, c_w) = lstm(x, state)
-        got, (h_g, c_g) = a(x, state)
-        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
-        torch.testing.assert_close(h_g, h_w, atol=1e-6, rtol=1e-5)
-        torch.testing.assert_close(c_g, c_w, atol=1e-6, rtol=1e-5)
-    (want.square().sum() + c_w.sum()).backward()
-    (got.square().sum() + c_g.sum()).backward()
+        want, got = lstm(x, state), a(x, state)
+        _assert_same_outputs(got, want, atol=1e-6, rtol=1e-5)
+    (want[0].square().sum() + want[1][1].sum()).backward()
+    (got[0].square().sum() + got[1][1].sum()).backward()
     torch.testing.assert_close(a.hh_l0.weight.grad, lstm.weight_hh_l0.grad, atol=1e-5,
                                rtol=1e-4)
     torch.testing.assert_close(a.ih_l0.weight.grad, lstm.weight_ih_l0.grad, atol=1e-5,
@@ -73,11 +77,7 @@ def test_ideal_chip_computes_the_lstm():
     with torch.no_grad():
         # the eval-mode step loop (each product a tile read) against torch's kernel
         for state in (None, hx):
-            got, (h, c) = a(x, state)
-            want, (h_w, c_w) = lstm(x, state)
-            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
-            torch.testing.assert_close(h, h_w, atol=1e-5, rtol=1e-4)
-            torch.testing.assert_close(c, c_w, atol=1e-5, rtol=1e-4)
+            _assert_same_outputs(a(x, state), lstm(x, state), atol=1e-5, rtol=1e-4)
         torch.testing.assert_close(a(x[0])[0], lstm(x[0])[0], atol=1e-5, rtol=1e-4)
 
 
@@ -206,3 +206,29 @@ def test_energy_counts_the_recurrent_tiles_once_and_every_read():
     assert table.totals["weights"] == 64 * 28 + 64 * 16 + 16 * 10
     assert table.totals["complete"]
     assert isinstance(a.lstm.hh_l0, AnalogLinear)
+
+
+def test_lstm_mnist_study_writes_results_and_resumes(tmp_path, capsys):
+    from aimc import cli
+    from aimc.experiments import lstm_mnist
+    out = tmp_path / "run"
+    argv = ["--quick", "--train-images", "300", "--test-images", "100", "--chips", "1",
+            "--hidden", "16", "--out", str(out), "--no-progress", "--threads", "1"]
+    assert lstm_mnist.main(argv) == 0
+    doc = json.loads((out / "lstm-mnist.json").read_text())
+    methods = {r["method"] for r in doc["rows"]}
+    assert methods == {"pcm", "pcm+gdc", "fp32-trained+pcm", "fp32-trained+pcm+gdc", "fp32",
+                       "hwa-digital"}
+    assert doc["dataset"].startswith("MNIST, the subset aimc ships, 300 train / 100 test")
+    assert (out / "lstm-mnist.png").is_file() and (out / "lstm-mnist_config.json").is_file()
+    saved = torch.load(out / "lstm-mnist_hwa.pt", weights_only=True)
+    aimc.models.lstm_mnist(16).load_state_dict(saved)
+    # A second run resumes everything from the work folder: the same numbers.
+    assert lstm_mnist.main(argv) == 0
+    again = json.loads((out / "lstm-mnist.json").read_text())
+    assert again["rows"] == doc["rows"]
+    with pytest.raises(SystemExit, match="other settings"):
+        lstm_mnist.main([*argv, "--seed", "1"])
+    with pytest.raises(SystemExit, match="lacks"):
+        cli.main(["reproduce", "lstm-mnist", "--data-dir", str(tmp_path), "--out",
+                  str(tmp_path / "o2"), "--quick"])

@@ -31,23 +31,21 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import json
 import re
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .. import models, presets
-from ..config import INPUT_RANGES, PAIR_PROGRAMMING, MappingConfig, write_text_atomic
+from ..config import INPUT_RANGES, PAIR_PROGRAMMING, MappingConfig
 from ..data.cifar import IMAGENET_MEAN, IMAGENET_STD, CifarLoader, load_cifar10
-from ..inference import accuracy, calibrate_inputs, evaluate_over_time, program
+from ..inference import accuracy, calibrate_inputs, program
 from ..nn import convert, to_digital
 from ..training.hwa import HWAConfig, clip_weights, train_hwa
 from . import demo, plots
-from .results import now_utc, write_results
+from .results import Store, write_study
 
 TIMES = {"1 s": 1.0, "1 h": 3600.0, "1 day": 86_400.0, "1 month": 2_592_000.0,
          "1 year": 31_536_000.0}
@@ -62,21 +60,6 @@ VARIANTS = {
 DEFAULT_PRETRAINED = "../shared/data/pretrained/resnet32-d509ac18.th"
 QUICK = {"epochs": 1, "train_images": 1000, "test_images": 500, "chips": 2,
          "ablation_chips": 1, "calib_images": 400}
-
-
-class Store:
-    """A JSON file of finished results in the work folder, rewritten atomically on update."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.data.get(key, default)
-
-    def set(self, key: str, value: Any) -> None:
-        self.data[key] = value
-        write_text_atomic(self.path, json.dumps(self.data, indent=1) + "\n")
 
 
 def _subset(x: torch.Tensor, y: torch.Tensor, n: int, seed: int):
@@ -327,20 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
-    store = Store(work / "state.json")
-    if store.get("study") not in (None, study):
-        old = store.get("study")
-        diff = sorted(k for k in study if old.get(k) != study[k])
-        raise SystemExit(f"{work} holds a run with other settings ({diff}); "
-                         "use another --out or delete that folder")
-    store.set("study", study)
-    started = store.get("started") or now_utc()
-    store.set("started", started)
-    t_session = time.perf_counter()
-    spent_before = float(store.get("runtime_s", 0.0))
-
-    def runtime() -> float:
-        return spent_before + time.perf_counter() - t_session
+    store = Store(work / "state.json", study)
+    started, runtime = store.get("started"), store.runtime
 
     # -- data --------------------------------------------------------------------------------
     try:
@@ -410,25 +381,16 @@ def main(argv: list[str] | None = None) -> int:
                          args.ablation_chips),
     }
     rows: list[dict] = []
-    values = store.get("values", {})
     for variant, (net, chips) in nets.items():
         device_name, methods = VARIANTS[variant]
         net.eval()
         calibrate_inputs(net, calib, batches=len(calib))
-        known = {(int(c), float(t), m): v for key, v in values.items()
-                 for var, c, t, m in [key.split("|")] if var == variant}
-
-        def save(chip: int, t: float, method: str, acc: float, variant: str = variant):
-            values[f"{variant}|{chip}|{t}|{method}"] = acc
-            store.set("values", values)
-            store.set("runtime_s", runtime())
-
         print(f"evaluating {variant}: {chips} chips x {len(TIMES)} times x {len(methods)} "
               "methods")
-        rows += evaluate_over_time(net, test, list(TIMES.values()), chips=chips,
-                                   compensation=methods, seed=args.seed,
-                                   device_name=device_name, progress=progress,
-                                   calib_loader=calib_adabs, known=known, on_value=save)
+        rows += store.over_time(variant, net, test, list(TIMES.values()), chips=chips,
+                                compensation=methods, seed=args.seed,
+                                device_name=device_name, progress=progress,
+                                calib_loader=calib_adabs)
     # The read energy uses programmed conductances: those of chip 0, whatever chip the
     # evaluation left programmed (none when every value was resumed).
     for variant in ("hwa", "digital-ends"):
@@ -466,21 +428,16 @@ def main(argv: list[str] | None = None) -> int:
               "normalisation": norm,
               "optimizer": "SGD momentum 0.9, weight decay 1e-4, cosine LR per step",
               "augmentation": "random crop (pad 4), horizontal flip"}
-    write_text_atomic(out / "joshi2020_config.json", json.dumps(config, indent=2) + "\n")
     kept = f"; kept digital: {', '.join(study['digital'])}" if "digital" in study else ""
     plot(rows, fp32_acc, out / "joshi2020.png",
          f"ResNet-32, {dataset}; PCM model of Joshi et al. 2020{kept}; mean +- std over chips")
-    command = "aimc reproduce joshi2020 " + " ".join(sys.argv[1:] if argv is None else argv)
-    path = write_results(
-        out / "joshi2020.json", study="joshi2020", command=command.strip(), dataset=dataset,
-        started=started, runtime_s=runtime(),
+    write_study(
+        out, "joshi2020", argv, config=config, dataset=dataset, started=started,
+        runtime_s=runtime(),
         baseline={"name": "fp32", "accuracy": fp32_acc,
                   "note": "FP32 fine-tune from the same checkpoint with the same budget"},
-        rows=rows, config=config, energy=energy,
-        training={"fp32": fp32_hist, "hwa": hwa_hist},
+        rows=rows, energy=energy, training={"fp32": fp32_hist, "hwa": hwa_hist},
         hwa_checkpoint="joshi2020_hwa_resnet32.pt")
-    print(f"\nwrote {path}, {out / 'joshi2020.png'}, {out / 'joshi2020_config.json'}, "
-          f"{out / 'joshi2020_hwa_resnet32.pt'} ({runtime():.0f} s in total)")
     return 0
 
 

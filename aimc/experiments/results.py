@@ -10,12 +10,17 @@ import datetime as _dt
 import json
 import os
 import platform
+import sys
+import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..config import write_text_atomic
+from ..inference import evaluate_over_time
 
 
 def machine_description() -> str:
@@ -48,3 +53,70 @@ def write_results(path: str | os.PathLike, *, study: str, command: str, dataset:
     path = Path(path)
     write_text_atomic(path, json.dumps(doc, indent=2) + "\n")
     return path
+
+
+def write_study(out: Path, study: str, argv: list[str] | None, *, config: dict[str, Any],
+                **fields: Any) -> Path:
+    """Write a reproduction's ``{study}_config.json`` and ``{study}.json`` (with
+    :func:`write_results`; ``fields`` are its keyword arguments but ``study`` and
+    ``command``) into ``out``, and print the study's files there. The command is ``aimc
+    reproduce {study}`` and ``argv`` (the process's arguments when None). Returns the
+    results path."""
+    write_text_atomic(out / f"{study}_config.json", json.dumps(config, indent=2) + "\n")
+    args = sys.argv[1:] if argv is None else argv
+    command = f"aimc reproduce {study} " + " ".join(args)
+    path = write_results(out / f"{study}.json", study=study, command=command.strip(),
+                         config=config, **fields)
+    files = [path, *sorted(p for p in out.glob(f"{study}*") if p != path)]
+    print(f"\nwrote {', '.join(map(str, files))} ({fields['runtime_s']:.0f} s in total)")
+    return path
+
+
+class Store:
+    """A JSON file of a study's finished results in its work folder, rewritten atomically
+    on every update: what an interrupted run resumes from.
+
+    With ``settings`` the store belongs to one study: a folder holding a run with other
+    settings is refused (``SystemExit`` naming the differing keys), and :meth:`runtime`
+    counts the compute time of every session of the run.
+    """
+
+    def __init__(self, path: Path, settings: dict[str, Any] | None = None) -> None:
+        self.path = path
+        self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+        self._t_session = time.perf_counter()
+        self._spent_before = float(self.data.get("runtime_s", 0.0))
+        if settings is not None:
+            old = self.data.get("study")
+            if old not in (None, settings):
+                diff = sorted(k for k in {**old, **settings} if old.get(k) != settings.get(k))
+                raise SystemExit(f"{path.parent} holds a run with other settings ({diff}); "
+                                 "use another --out or delete that folder")
+            self.set("study", settings)
+            self.set("started", self.data.get("started") or now_utc())
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self.data[key] = value
+        write_text_atomic(self.path, json.dumps(self.data, indent=1) + "\n")
+
+    def runtime(self) -> float:
+        """Seconds of compute of this run: earlier sessions' and this one's so far."""
+        return self._spent_before + time.perf_counter() - self._t_session
+
+    def over_time(self, variant: str, model: nn.Module, loader: Iterable,
+                  times: Sequence[float], **kwargs: Any) -> list[dict[str, Any]]:
+        """:func:`aimc.evaluate_over_time` of ``model`` (named ``variant`` in the store)
+        that saves each accuracy as it is measured and reuses those of an earlier session."""
+        values = self.data.setdefault("values", {})
+        known = {(int(c), float(t), m): v for key, v in values.items()
+                 for var, c, t, m in [key.split("|")] if var == variant}
+
+        def save(chip: int, t: float, method: str, acc: float) -> None:
+            values[f"{variant}|{chip}|{t}|{method}"] = acc
+            self.set("values", values)
+            self.set("runtime_s", self.runtime())
+
+        return evaluate_over_time(model, loader, times, known=known, on_value=save, **kwargs)

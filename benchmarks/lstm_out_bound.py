@@ -1,0 +1,99 @@
+"""How the tiles' ADC range (``TileConfig.out_bound``) limits the sequential-MNIST LSTM.
+
+For the networks of ``aimc reproduce lstm-mnist`` (its HWA network and its FP32 network,
+read from the study's output folder): the share of each analog layer's normalised outputs
+beyond the preset's bound of 10 (chip 0 at 1 s, the first 500 test digits), then the
+accuracy at one day with GDC for ADC ranges of 10, 15, 20 and 30 normalised units (8-bit
+ADC over each; 2 chips, the first 2,000 test digits).
+
+    python benchmarks/lstm_out_bound.py results/lstm-mnist --data-dir ../shared/data/mnist
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import torch
+
+import aimc
+from aimc.data import CifarLoader, load_mnist
+from aimc.experiments.lstm_mnist import MNIST_MEAN, MNIST_STD
+
+
+def networks(study: Path, hidden: int) -> dict[str, torch.nn.Module]:
+    """The study's HWA network and its FP32 network (from the work folder's checkpoint)."""
+    hwa = aimc.models.lstm_mnist(hidden)
+    hwa.load_state_dict(torch.load(study / "lstm-mnist_hwa.pt", weights_only=True))
+    fp32 = aimc.models.lstm_mnist(hidden)
+    ckpt = torch.load(study / "work" / "fp32.ckpt.pt", weights_only=True)
+    fp32.load_state_dict(ckpt["model"])
+    return {"hwa": hwa.eval(), "fp32-trained": fp32.eval()}
+
+
+def clipped_shares(amodel: torch.nn.Module, x: torch.Tensor, bound: float) -> dict[str, float]:
+    """Per analog layer: the fraction of its normalised outputs (W / max|W| times the
+    DAC-normalised input) with magnitude above ``bound``."""
+    shares: dict[str, list[float]] = {}
+    handles = []
+    for name, layer in aimc.analog_layers(amodel):
+        def hook(m, args, out, name=name):
+            r = float(m.input_range)
+            y = torch.nn.functional.linear(args[0].clamp(-r, r) / r,
+                                           m.weight / m.weight.abs().max())
+            shares.setdefault(name, []).append(float((y.abs() > bound).float().mean()))
+        handles.append(layer.register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            amodel(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return {k: sum(v) / len(v) for k, v in shares.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("study", type=Path, help="output folder of aimc reproduce lstm-mnist")
+    p.add_argument("--data-dir", required=True, help="folder with the MNIST IDX files")
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--bounds", type=float, nargs="+", default=[10.0, 15.0, 20.0, 30.0])
+    args = p.parse_args(argv)
+    torch.set_num_threads(2)
+    x, y = load_mnist(args.data_dir, "train")
+    xt, yt = load_mnist(args.data_dir, "test")
+    norm = {"mean": MNIST_MEAN, "std": MNIST_STD}
+    test = CifarLoader(xt[:2000], yt[:2000], 500, **norm)
+    calib = CifarLoader(x[:2000], y[:2000], 500, **norm)
+    probe = next(iter(CifarLoader(xt[:500], yt[:500], 500, **norm)))[0]
+    for name, net in networks(args.study, args.hidden).items():
+        base = aimc.presets.pcm_joshi2020()
+        amodel = aimc.convert(net, base).eval()
+        aimc.calibrate_inputs(amodel, calib, batches=len(calib))
+        aimc.program(amodel, seed=0)
+        shares = clipped_shares(amodel, probe, base.tile.out_bound)
+        print(f"{name}: outputs beyond {base.tile.out_bound:g}: "
+              + ", ".join(f"{k} {100 * v:.2f}%" for k, v in shares.items())
+              + "; max|W|: " + ", ".join(f"{k} {float(m.weight.detach().abs().max()):.3f}"
+                                         for k, m in aimc.analog_layers(amodel)), flush=True)
+        for bound in args.bounds:
+            cfg = dataclasses.replace(base, tile=dataclasses.replace(base.tile,
+                                                                     out_bound=bound))
+            amodel = aimc.convert(net, cfg).eval()
+            aimc.calibrate_inputs(amodel, calib, batches=len(calib))
+            accs = []
+            for chip in range(2):
+                aimc.program(amodel, seed=chip)
+                aimc.drift(amodel, 86_400.0)
+                aimc.compensate(amodel, "gdc")
+                accs.append(aimc.accuracy(amodel, test))
+            print(f"  ADC range {bound:g}: 1 day GDC "
+                  + ", ".join(f"{100 * a:.2f}%" for a in accs)
+                  + f" (mean {50 * sum(accs):.2f}%)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
