@@ -105,15 +105,15 @@ def test_digital_layers_costed_as_digital():
 
 
 # -- unsupported ---------------------------------------------------------------------------------
-class _WithGRU(nn.Module):
+class _WithBilinear(nn.Module):
     def __init__(self):
         super().__init__()
         self.fc = nn.Linear(8, 8)
-        self.rnn = nn.GRU(8, 8, batch_first=True)
+        self.pair = nn.Bilinear(8, 8, 8)
 
     def forward(self, x):
-        y, _ = self.rnn(self.fc(x))
-        return y
+        y = self.fc(x)
+        return self.pair(y, y)
 
 
 class _Gram(nn.Module):
@@ -123,13 +123,13 @@ class _Gram(nn.Module):
 
 def test_unsupported_layer_is_reported():
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # convert warns about the GRU too
-        model = aimc.convert(_WithGRU(), HW14.analog_config())
-    with pytest.warns(UserWarning, match="rnn"):
+        warnings.simplefilter("ignore")  # convert warns about the Bilinear too
+        model = aimc.convert(_WithBilinear(), HW14.analog_config())
+    with pytest.warns(UserWarning, match="pair"):
         table = E.estimate(model, HW14, (5, 8), baselines=())
-    assert table.unsupported == ["rnn (GRU)"]
+    assert table.unsupported == ["pair (Bilinear)"]
     assert table.totals["complete"] is False
-    assert _row(table, "rnn")["dominant"] == "not costed"
+    assert _row(table, "pair")["dominant"] == "not costed"
     assert "NOT COSTED" in table.format()
     assert _row(table, "fc")["kind"] == "analog"
 

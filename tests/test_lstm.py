@@ -1,4 +1,5 @@
-"""AnalogLSTM: an nn.LSTM whose weight matrices sit on PCM tiles (Tsai et al. 2019)."""
+"""AnalogLSTM / AnalogGRU / AnalogRNN: torch's recurrent layers with their weight matrices on
+PCM tiles (Tsai et al. 2019)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from torch import nn
 
 import aimc
 from aimc.energy import estimate
-from aimc.nn import AnalogLinear, AnalogLSTM
+from aimc.nn import AnalogGRU, AnalogLinear, AnalogLSTM, AnalogRNN
 from aimc.training import HWAConfig, prepare_hwa
 from aimc.training.hwa import NoiseInjection
 
@@ -20,38 +21,53 @@ CASES = [
     dict(num_layers=2, bidirectional=True, batch_first=True),
     dict(bias=False),
 ]
+TYPES = {"lstm": (nn.LSTM, {}), "gru": (nn.GRU, {}), "rnn-relu": (nn.RNN, {"nonlinearity":
+                                                                       "relu"})}
+ANALOG = {nn.LSTM: AnalogLSTM, nn.GRU: AnalogGRU, nn.RNN: AnalogRNN}
 
 
-def _pair(seed: int = 0, **kw) -> tuple[nn.LSTM, AnalogLSTM]:
+def _pair(seed: int = 0, kind: str = "lstm", **kw) -> tuple[nn.RNNBase, nn.Module]:
     torch.manual_seed(seed)
-    lstm = nn.LSTM(5, 7, **kw)
-    return lstm, aimc.convert(lstm, aimc.presets.pcm_joshi2020())
+    torch_type, extra = TYPES[kind]
+    rnn = torch_type(5, 7, **extra, **kw)
+    return rnn, aimc.convert(rnn, aimc.presets.pcm_joshi2020())
+
+
+def _states(kind: str, layers: int, batch: int):
+    h = torch.randn(layers, batch, 7)
+    return (h, torch.randn(layers, batch, 7)) if kind == "lstm" else h
+
+
+def _flat(result) -> list[torch.Tensor]:
+    out, state = result
+    return [out, *(state if isinstance(state, tuple) else (state,))]
 
 
 def _assert_same_outputs(got, want, **tol) -> None:
-    """(output, (h_n, c_n)) of two LSTMs agree within ``tol``."""
-    for g, w in zip((got[0], *got[1]), (want[0], *want[1]), strict=True):
+    """(output, final states) of two recurrent layers agree within ``tol``."""
+    for g, w in zip(_flat(got), _flat(want), strict=True):
         torch.testing.assert_close(g, w, **tol)
 
 
+@pytest.mark.parametrize("kind", TYPES)
 @pytest.mark.parametrize("kw", CASES)
-def test_training_mode_is_torch_lstm_with_its_gradients(kw):
-    lstm, a = _pair(**kw)
+def test_training_mode_is_the_torch_layer_with_its_gradients(kw, kind):
+    rnn, a = _pair(kind=kind, **kw)
+    assert type(a) is ANALOG[type(rnn)]
     x = torch.randn(4, 6, 5)
     layers = kw.get("num_layers", 1) * (2 if kw.get("bidirectional") else 1)
-    hx = (torch.randn(layers, 4 if kw.get("batch_first") else 6, 7),
-          torch.randn(layers, 4 if kw.get("batch_first") else 6, 7))
+    hx = _states(kind, layers, 4 if kw.get("batch_first") else 6)
     for state in (None, hx):
-        want, got = lstm(x, state), a(x, state)
+        want, got = rnn(x, state), a(x, state)
         _assert_same_outputs(got, want, atol=1e-6, rtol=1e-5)
-    (want[0].square().sum() + want[1][1].sum()).backward()
-    (got[0].square().sum() + got[1][1].sum()).backward()
-    torch.testing.assert_close(a.hh_l0.weight.grad, lstm.weight_hh_l0.grad, atol=1e-5,
+    sum(t.square().sum() for t in _flat(want)).backward()
+    sum(t.square().sum() for t in _flat(got)).backward()
+    torch.testing.assert_close(a.hh_l0.weight.grad, rnn.weight_hh_l0.grad, atol=1e-5,
                                rtol=1e-4)
-    torch.testing.assert_close(a.ih_l0.weight.grad, lstm.weight_ih_l0.grad, atol=1e-5,
+    torch.testing.assert_close(a.ih_l0.weight.grad, rnn.weight_ih_l0.grad, atol=1e-5,
                                rtol=1e-4)
-    # an unbatched sequence (L, H_in), as nn.LSTM takes it
-    torch.testing.assert_close(a(x[0])[0], lstm(x[0])[0], atol=1e-6, rtol=1e-5)
+    # an unbatched sequence (L, H_in), as torch takes it
+    torch.testing.assert_close(a(x[0])[0], rnn(x[0])[0], atol=1e-6, rtol=1e-5)
 
 
 def test_convert_shares_parameters_and_to_digital_gives_the_lstm_back():
@@ -68,17 +84,20 @@ def test_convert_shares_parameters_and_to_digital_gives_the_lstm_back():
         torch.testing.assert_close(back.state_dict()[key], value, atol=0, rtol=0)
 
 
-def test_ideal_chip_computes_the_lstm():
-    lstm, _ = _pair(num_layers=2, bidirectional=True, batch_first=True)
-    a = aimc.convert(lstm, aimc.presets.ideal()).eval()
+@pytest.mark.parametrize("kind", TYPES)
+def test_ideal_chip_computes_the_torch_layer(kind):
+    rnn, _ = _pair(kind=kind, num_layers=2, bidirectional=True, batch_first=True)
+    a = aimc.convert(rnn, aimc.presets.ideal()).eval()
     aimc.program(a, seed=0)
     x = torch.randn(3, 9, 5)
-    hx = (torch.randn(4, 3, 7), torch.randn(4, 3, 7))
     with torch.no_grad():
         # the eval-mode step loop (each product a tile read) against torch's kernel
-        for state in (None, hx):
-            _assert_same_outputs(a(x, state), lstm(x, state), atol=1e-5, rtol=1e-4)
-        torch.testing.assert_close(a(x[0])[0], lstm(x[0])[0], atol=1e-5, rtol=1e-4)
+        for state in (None, _states(kind, 4, 3)):
+            _assert_same_outputs(a(x, state), rnn(x, state), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(a(x[0])[0], rnn(x[0])[0], atol=1e-5, rtol=1e-4)
+    back = aimc.to_digital(a)
+    assert type(back) is type(rnn) and back.state_dict().keys() == rnn.state_dict().keys()
+    assert getattr(back, "nonlinearity", None) == getattr(rnn, "nonlinearity", None)
 
 
 def test_recurrent_layer_is_read_once_per_time_step():
@@ -177,6 +196,11 @@ def test_bad_inputs_and_unsupported_lstms():
         a(packed)
     with pytest.raises(ValueError, match="hidden_size"):
         AnalogLSTM(5, 0)
+    with pytest.raises(ValueError, match="nonlinearity"):
+        AnalogRNN(5, 7, nonlinearity="sigmoid")
+    _, gru = _pair(kind="gru")
+    with pytest.raises(ValueError, match="hx must be h_0"):
+        gru(torch.randn(3, 2, 5), (torch.zeros(1, 2, 7), torch.zeros(1, 2, 7)))
     with pytest.warns(UserWarning, match="LSTM"):
         kept = aimc.convert(nn.Sequential(nn.LSTM(5, 8, proj_size=4)), aimc.presets.ideal())
     assert type(kept[0]) is nn.LSTM

@@ -45,7 +45,7 @@ from ..inference import accuracy, calibrate_inputs, program
 from ..nn import convert, to_digital
 from ..training.hwa import HWAConfig, clip_weights, train_hwa
 from . import demo, plots
-from .results import Store, write_study
+from .results import Store, point_rows, write_study
 
 TIMES = {"1 s": 1.0, "1 h": 3600.0, "1 day": 86_400.0, "1 month": 2_592_000.0,
          "1 year": 31_536_000.0}
@@ -308,10 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     progress = not args.no_progress
     out = Path(args.out)
-    work = out / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    store = Store(work / "state.json", study)
-    started, runtime = store.get("started"), store.runtime
+    store = Store(out / "work" / "state.json", study)
+    work, started, runtime = store.path.parent, store.get("started"), store.runtime
 
     # -- data --------------------------------------------------------------------------------
     try:
@@ -408,13 +406,8 @@ def main(argv: list[str] | None = None) -> int:
                 "cost per image; the batch-norm statistics themselves are digital)"}
 
     # -- results -----------------------------------------------------------------------------
-    rows += [
-        {"method": "fp32", "metric": "accuracy", "mean": fp32_acc, "std": 0.0, "n": 1},
-        {"method": "pretrained", "metric": "accuracy",
-         "mean": store.get("pretrained_accuracy"), "std": 0.0, "n": 1},
-        {"method": "hwa-digital", "metric": "accuracy",
-         "mean": store.get("hwa_digital_accuracy"), "std": 0.0, "n": 1},
-    ]
+    rows += point_rows({"fp32": fp32_acc, "pretrained": store.get("pretrained_accuracy"),
+                        "hwa-digital": store.get("hwa_digital_accuracy")})
     print(format_table(rows, fp32_acc))
     print("\n" + markdown_table(rows, fp32_acc))
     print(f"\nenergy per inference on {main_e['hardware']}: "

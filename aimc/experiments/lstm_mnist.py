@@ -35,7 +35,7 @@ from ..nn import convert, to_digital
 from ..training.hwa import NOISE_KINDS, HWAConfig, clip_weights, train_hwa
 from . import demo
 from .joshi2020 import TIMES, format_table, markdown_table, plot
-from .results import Store, write_study
+from .results import Store, point_rows, write_study
 
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 QUICK = {"train_images": 1000, "test_images": 500, "epochs": 1, "hwa_epochs": 1,
@@ -123,10 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     progress = not args.no_progress
     out = Path(args.out)
-    work = out / "work"
-    work.mkdir(parents=True, exist_ok=True)
-    store = Store(work / "state.json", settings)
-    started, runtime = store.get("started"), store.runtime
+    store = Store(out / "work" / "state.json", settings)
+    work, started, runtime = store.path.parent, store.get("started"), store.runtime
 
     # -- data --------------------------------------------------------------------------------
     if args.data_dir:
@@ -191,11 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     energy = demo.energy_summary(nets["hwa"], (1, 28, 28))
 
     # -- results -----------------------------------------------------------------------------
-    rows += [
-        {"method": "fp32", "metric": "accuracy", "mean": fp32_acc, "std": 0.0, "n": 1},
-        {"method": "hwa-digital", "metric": "accuracy",
-         "mean": store.get("hwa_digital_accuracy"), "std": 0.0, "n": 1},
-    ]
+    rows += point_rows({"fp32": fp32_acc, "hwa-digital": store.get("hwa_digital_accuracy")})
     print(format_table(rows, fp32_acc))
     print("\n" + markdown_table(rows, fp32_acc))
     print(f"\nenergy per inference on {energy['hardware']}: "

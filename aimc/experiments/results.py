@@ -55,6 +55,13 @@ def write_results(path: str | os.PathLike, *, study: str, command: str, dataset:
     return path
 
 
+def point_rows(accuracies: dict[str, float]) -> list[dict[str, Any]]:
+    """Result rows for single measurements (method name -> accuracy): digital baselines
+    and the like, with std 0 and n 1."""
+    return [{"method": m, "metric": "accuracy", "mean": a, "std": 0.0, "n": 1}
+            for m, a in accuracies.items()]
+
+
 def write_study(out: Path, study: str, argv: list[str] | None, *, config: dict[str, Any],
                 **fields: Any) -> Path:
     """Write a reproduction's ``{study}_config.json`` and ``{study}.json`` (with
@@ -83,6 +90,7 @@ class Store:
 
     def __init__(self, path: Path, settings: dict[str, Any] | None = None) -> None:
         self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
         self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
         self._t_session = time.perf_counter()
         self._spent_before = float(self.data.get("runtime_s", 0.0))

@@ -2,7 +2,8 @@
 
 from .convert import ANALOG_LAYERS, analog_layers, batch_norms, convert, to_digital
 from .layers import AnalogConv1d, AnalogConv2d, AnalogLayerMixin, AnalogLinear
-from .recurrent import AnalogLSTM
+from .recurrent import AnalogGRU, AnalogLSTM, AnalogRNN, AnalogRNNBase
 
-__all__ = ["ANALOG_LAYERS", "AnalogConv1d", "AnalogConv2d", "AnalogLSTM", "AnalogLayerMixin",
-           "AnalogLinear", "analog_layers", "batch_norms", "convert", "to_digital"]
+__all__ = ["ANALOG_LAYERS", "AnalogConv1d", "AnalogConv2d", "AnalogGRU", "AnalogLSTM",
+           "AnalogLayerMixin", "AnalogLinear", "AnalogRNN", "AnalogRNNBase", "analog_layers",
+           "batch_norms", "convert", "to_digital"]

@@ -10,13 +10,15 @@ from torch import nn
 
 from ..config import AnalogConfig
 from .layers import AnalogConv1d, AnalogConv2d, AnalogLayerMixin, AnalogLinear
-from .recurrent import AnalogLSTM
+from .recurrent import AnalogGRU, AnalogLSTM, AnalogRNN, AnalogRNNBase
 
 ANALOG_LAYERS: dict[type, type] = {
     nn.Linear: AnalogLinear,
     nn.Conv1d: AnalogConv1d,
     nn.Conv2d: AnalogConv2d,
     nn.LSTM: AnalogLSTM,
+    nn.GRU: AnalogGRU,
+    nn.RNN: AnalogRNN,
 }
 """Registry: digital layer type -> analog layer type (exact types; subclasses stay digital).
 An analog type builds itself with ``from_digital(layer, config, name)``."""
@@ -101,25 +103,25 @@ def convert(model: nn.Module, config: AnalogConfig, digital: Iterable[str] = (),
 
 def to_digital(model: nn.Module, effective: bool = False) -> nn.Module:
     """A copy of ``model`` with every analog layer back to its plain torch layer
-    (``AnalogLSTM`` to ``nn.LSTM``).
+    (``AnalogLSTM`` to ``nn.LSTM``, ``AnalogGRU`` to ``nn.GRU``...).
 
     With ``effective=True`` the copy holds the weights the chip holds now (after
     programming, drift and compensation) instead of the trained weights.
     """
     model = plain_layers(model, effective)
-    if isinstance(model, AnalogLSTM):
-        return model.to_lstm()
+    if isinstance(model, AnalogRNNBase):
+        return model.to_torch()
     for name, m in list(model.named_modules()):
-        if isinstance(m, AnalogLSTM):
+        if isinstance(m, AnalogRNNBase):
             parent_name, _, child = name.rpartition(".")
-            setattr(model.get_submodule(parent_name), child, m.to_lstm())
+            setattr(model.get_submodule(parent_name), child, m.to_torch())
     return model
 
 
 def plain_layers(model: nn.Module, effective: bool = False) -> nn.Module:
     """A copy of ``model`` with every analog matrix layer back to its plain torch layer,
-    containers kept: an ``AnalogLSTM`` stays, on plain ``nn.Linear`` children, so each of
-    its products is still a module call (what the energy trace records)."""
+    containers kept: an ``AnalogLSTM`` (GRU, RNN) stays, on plain ``nn.Linear`` children,
+    so each of its products is still a module call (what the energy trace records)."""
     model = copy.deepcopy(model)
     inverse = {v: k for k, v in ANALOG_LAYERS.items()}
 

@@ -1,18 +1,22 @@
-"""Recurrent layers on PCM tiles: ``AnalogLSTM`` (Tsai et al. 2019, LSTM inference on PCM).
+"""Recurrent layers on PCM tiles: ``AnalogLSTM``, ``AnalogGRU``, ``AnalogRNN``.
 
-An LSTM layer's gates are ``W_ih x_t + b_ih + W_hh h_(t-1) + b_hh``: two matrix-vector
-products per time step. Each of the two matrices (4H x input, 4H x H) is an
-:class:`AnalogLinear` on its own tiles, with its own DAC/ADC and chip state, so programming,
-drift, GDC, static-range calibration, hardware-aware training and the energy model treat
-them as any other analog layer. The input products of all time steps run in one call (the
-inputs are known up front); the recurrent product runs once per step on that step's
-``h``, each a separate read of the crossbar (its own DAC ranges and output noise). The gate
-non-linearities, the cell update and the sum of the two products are digital.
+Tsai et al. 2019 ran LSTM inference on PCM. A recurrent layer's gates are
+``W_ih x_t + b_ih`` and ``W_hh h_(t-1) + b_hh``: two matrix-vector products per time
+step. Each matrix is an :class:`AnalogLinear` on its own tiles, with its own DAC/ADC and
+chip state, so programming, drift, GDC, static-range calibration, hardware-aware training
+and the energy model treat them as any other analog layer. The input products of all
+time steps run in one call (the inputs are known up front); the recurrent product runs
+once per step on that step's ``h``, each a separate read of the crossbar (its own DAC
+ranges and output noise). The gate non-linearities, the state update and the sum of the
+two products are digital. The cell of each type (what follows the two products) is
+looked up in :data:`CELLS`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -22,60 +26,108 @@ from torch.nn.utils.rnn import PackedSequence
 from ..config import AnalogConfig
 from .layers import AnalogLinear
 
+Cell = Callable[[Tensor, Tensor, Tensor, Tensor | None], tuple[Tensor, Tensor | None]]
 
-def lstm_cell(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-    """One LSTM update from pre-activation ``gates`` (B, 4H), in torch's (i, f, g, o) order.
+
+def lstm_cell(gx: Tensor, gh: Tensor, h: Tensor, c: Tensor | None
+              ) -> tuple[Tensor, Tensor | None]:
+    """LSTM update from the input and recurrent products (B, 4H), torch's (i, f, g, o) order.
 
     c' = sigmoid(f) c + sigmoid(i) tanh(g), h' = sigmoid(o) tanh(c') (Hochreiter &
     Schmidhuber 1997 with a forget gate, as ``torch.nn.LSTM``).
     """
-    i, f, g, o = gates.chunk(4, dim=-1)
+    i, f, g, o = (gx + gh).chunk(4, dim=-1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
     return torch.sigmoid(o) * torch.tanh(c), c
 
 
-class AnalogLSTM(nn.Module):
-    """``nn.LSTM`` with its weight matrices on PCM tiles (Tsai et al. 2019).
+def gru_cell(gx: Tensor, gh: Tensor, h: Tensor, c: Tensor | None
+             ) -> tuple[Tensor, Tensor | None]:
+    """GRU update from the input and recurrent products (B, 3H), torch's (r, z, n) order.
 
-    Same arguments, inputs and outputs as ``nn.LSTM`` (``proj_size`` excepted; packed
-    sequences are not accepted), plus ``config`` and ``name``. The weights live in child
-    :class:`AnalogLinear` layers named ``ih_l{k}[_reverse]`` and ``hh_l{k}[_reverse]``
-    (torch's ``weight_ih_l0`` is ``ih_l0.weight``); ``aimc.convert`` makes one from an
-    ``nn.LSTM`` sharing its Parameters, and ``aimc.to_digital`` turns it back.
-
-    In training mode the layer runs torch's LSTM kernel on its weights (with the
-    hardware-aware weight noise of :func:`aimc.training.prepare_hwa`, drawn once per
-    forward pass, so every time step of a sequence sees the same noisy chip); in eval mode
-    it steps through the sequence and every product is an analog read. ``dropout``
-    (between layers) acts in training only, as in torch.
+    r, z = sigmoid(x_r + h_r), sigmoid(x_z + h_z); n = tanh(x_n + r h_n); h' = (1 - z) n
+    + z h (Cho et al. 2014, as ``torch.nn.GRU``: the reset gate scales the recurrent
+    product, bias included).
     """
+    xr, xz, xn = gx.chunk(3, dim=-1)
+    hr, hz, hn = gh.chunk(3, dim=-1)
+    r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+    n = torch.tanh(xn + r * hn)
+    return n + z * (h - n), None
+
+
+def rnn_tanh_cell(gx: Tensor, gh: Tensor, h: Tensor, c: Tensor | None
+                  ) -> tuple[Tensor, Tensor | None]:
+    """Elman RNN update h' = tanh(W_ih x + b_ih + W_hh h + b_hh) (``torch.nn.RNN``)."""
+    return torch.tanh(gx + gh), None
+
+
+def rnn_relu_cell(gx: Tensor, gh: Tensor, h: Tensor, c: Tensor | None
+                  ) -> tuple[Tensor, Tensor | None]:
+    """Elman RNN update with ReLU, h' = relu(W_ih x + b_ih + W_hh h + b_hh)."""
+    return torch.relu(gx + gh), None
+
+
+CELLS: dict[str, tuple[int, Cell]] = {
+    "LSTM": (4, lstm_cell),
+    "GRU": (3, gru_cell),
+    "RNN_TANH": (1, rnn_tanh_cell),
+    "RNN_RELU": (1, rnn_relu_cell),
+}
+"""Registry: torch's recurrent mode -> (gates, i.e. rows of W per hidden unit; cell)."""
+
+
+class AnalogRNNBase(nn.Module):
+    """A torch recurrent layer with its weight matrices on PCM tiles (Tsai et al. 2019).
+
+    Same arguments, inputs and outputs as the torch layer it stands for (``nn.LSTM``,
+    ``nn.GRU``, ``nn.RNN``; an LSTM's ``proj_size`` excepted; packed sequences are not
+    accepted), plus ``config`` and ``name``. The weights live in child
+    :class:`AnalogLinear` layers named ``ih_l{k}[_reverse]`` and ``hh_l{k}[_reverse]``
+    (torch's ``weight_ih_l0`` is ``ih_l0.weight``); ``aimc.convert`` makes one from the
+    torch layer sharing its Parameters, and ``aimc.to_digital`` turns it back.
+
+    In training mode the layer runs torch's kernel on its weights (with the hardware-aware
+    weight noise of :func:`aimc.training.prepare_hwa`, drawn once per forward pass, so
+    every time step of a sequence sees the same noisy chip); in eval mode it steps
+    through the sequence and every product is an analog read. ``dropout`` (between
+    layers) acts in training only, as in torch.
+    """
+
+    torch_type: type[nn.RNNBase]
+    """The torch layer this analog layer stands for."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  bias: bool = True, batch_first: bool = False, dropout: float = 0.0,
                  bidirectional: bool = False, config: AnalogConfig | None = None,
-                 name: str = "", device=None, dtype=None) -> None:
+                 name: str = "", device=None, dtype=None, mode: str = "LSTM") -> None:
         super().__init__()
+        kind = type(self).__name__
         for field, value in (("input_size", input_size), ("hidden_size", hidden_size),
                              ("num_layers", num_layers)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"AnalogLSTM: {field} must be an integer >= 1, got {value!r}")
+                raise ValueError(f"{kind}: {field} must be an integer >= 1, got {value!r}")
         if not 0.0 <= float(dropout) <= 1.0:
-            raise ValueError(f"AnalogLSTM: dropout must be in [0, 1], got {dropout!r}")
+            raise ValueError(f"{kind}: dropout must be in [0, 1], got {dropout!r}")
+        if mode not in CELLS:
+            raise ValueError(f"{kind}: mode must be one of {list(CELLS)}, got {mode!r}")
+        self.mode = mode
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first = bool(bias), bool(batch_first)
         self.dropout, self.bidirectional = float(dropout), bool(bidirectional)
         config = config if config is not None else AnalogConfig()
+        gates = CELLS[mode][0]
         directions = 2 if bidirectional else 1
         for layer in range(num_layers):
             fan_in = input_size if layer == 0 else hidden_size * directions
             for suffix in self._suffixes():
-                for kind, n_in in (("ih", fan_in), ("hh", hidden_size)):
-                    key = f"{kind}_l{layer}{suffix}"
+                for part, n_in in (("ih", fan_in), ("hh", hidden_size)):
+                    key = f"{part}_l{layer}{suffix}"
                     self.add_module(key, AnalogLinear(
-                        n_in, 4 * hidden_size, self.bias, config, _join(name, key),
+                        n_in, gates * hidden_size, self.bias, config, _join(name, key),
                         device=device, dtype=dtype))
         if device != "meta":
-            # torch's LSTM initialisation: every weight and bias U(-1/sqrt(H), 1/sqrt(H))
+            # torch's initialisation: every weight and bias U(-1/sqrt(H), 1/sqrt(H))
             bound = 1.0 / math.sqrt(hidden_size)
             with torch.no_grad():
                 for p in self.parameters():
@@ -85,121 +137,134 @@ class AnalogLSTM(nn.Module):
         return ("", "_reverse") if self.bidirectional else ("",)
 
     def cells(self, layer: int) -> list[tuple[nn.Module, nn.Module]]:
-        """The (input, recurrent) layers of LSTM layer ``layer``, one pair per direction."""
+        """The (input, recurrent) layers of layer ``layer``, one pair per direction."""
         return [(getattr(self, f"ih_l{layer}{s}"), getattr(self, f"hh_l{layer}{s}"))
                 for s in self._suffixes()]
 
+    def _torch_kwargs(self) -> dict[str, Any]:
+        return dict(num_layers=self.num_layers, bias=self.bias, batch_first=self.batch_first,
+                    dropout=self.dropout, bidirectional=self.bidirectional)
+
     @classmethod
-    def from_digital(cls, m: nn.LSTM, config: AnalogConfig, name: str = "") -> AnalogLSTM:
+    def _kwargs_of(cls, m: nn.RNNBase) -> dict[str, Any]:
+        """Constructor arguments of ``cls`` that describe ``m``."""
+        return {}
+
+    @classmethod
+    def from_digital(cls, m: nn.RNNBase, config: AnalogConfig, name: str = ""
+                     ) -> AnalogRNNBase:
         """An analog copy of ``m`` sharing its Parameters (``weight_ih_l0`` becomes
         ``ih_l0.weight``, the same tensor)."""
         if getattr(m, "proj_size", 0):
-            raise ValueError(f"AnalogLSTM: '{name or 'the LSTM'}' has proj_size="
+            raise ValueError(f"{cls.__name__}: '{name or 'the LSTM'}' has proj_size="
                              f"{m.proj_size}; LSTMs with projections have no analog version")
         new = cls(m.input_size, m.hidden_size, m.num_layers, m.bias, m.batch_first,
-                  m.dropout, m.bidirectional, config, name, device="meta")
+                  m.dropout, m.bidirectional, config, name, device="meta",
+                  **cls._kwargs_of(m))
         for key, child in new.named_children():
-            kind, _, rest = key.partition("_")
-            child.weight = getattr(m, f"weight_{kind}_{rest}")
-            child.bias = getattr(m, f"bias_{kind}_{rest}") if m.bias else None
+            part, _, rest = key.partition("_")
+            child.weight = getattr(m, f"weight_{part}_{rest}")
+            child.bias = getattr(m, f"bias_{part}_{rest}") if m.bias else None
             child._init_analog(config, _join(name, key))
         new.train(m.training)
         return new
 
-    def to_lstm(self) -> nn.LSTM:
-        """A plain ``nn.LSTM`` holding this layer's Parameters (the same tensors)."""
-        m = nn.LSTM(self.input_size, self.hidden_size, self.num_layers, self.bias,
-                    self.batch_first, self.dropout, self.bidirectional, device="meta")
+    def to_torch(self) -> nn.RNNBase:
+        """The plain torch layer holding this layer's Parameters (the same tensors)."""
+        m = self._shell()
         for key, child in self.named_children():
-            kind, _, rest = key.partition("_")
-            setattr(m, f"weight_{kind}_{rest}", child.weight)
+            part, _, rest = key.partition("_")
+            setattr(m, f"weight_{part}_{rest}", child.weight)
             if self.bias:
-                setattr(m, f"bias_{kind}_{rest}", child.bias)
+                setattr(m, f"bias_{part}_{rest}", child.bias)
         m.train(self.training)
         return m
 
+    def _shell(self) -> nn.RNNBase:
+        """A weightless torch layer of this shape (meta device)."""
+        return self.torch_type(self.input_size, self.hidden_size, device="meta",
+                               **self._torch_kwargs())
+
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}, num_layers={self.num_layers}"
-        if not self.bias:
-            s += ", bias=False"
-        if self.batch_first:
-            s += ", batch_first=True"
-        if self.dropout:
-            s += f", dropout={self.dropout}"
-        if self.bidirectional:
-            s += ", bidirectional=True"
+        for key, default in (("bias", True), ("batch_first", False), ("dropout", 0.0),
+                             ("bidirectional", False)):
+            if getattr(self, key) != default:
+                s += f", {key}={getattr(self, key)}"
         return s
 
-    def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None
-                ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    def forward(self, input: Tensor, hx: Any = None) -> tuple[Tensor, Any]:
+        kind = type(self).__name__
         if isinstance(input, PackedSequence):
-            raise TypeError("AnalogLSTM does not take packed sequences: pad them "
+            raise TypeError(f"{kind} does not take packed sequences: pad them "
                             "(torch.nn.utils.rnn.pad_packed_sequence) and pass a tensor")
         if input.dim() not in (2, 3):
-            raise ValueError(f"AnalogLSTM: input must be (L, H_in) or a batch of them, "
+            raise ValueError(f"{kind}: input must be (L, H_in) or a batch of them, "
                              f"got shape {tuple(input.shape)}")
         unbatched = input.dim() == 2
         x = input.unsqueeze(1) if unbatched else (
             input.transpose(0, 1) if self.batch_first else input)  # (T, B, I)
         if x.shape[-1] != self.input_size:
-            raise ValueError(f"AnalogLSTM: expected {self.input_size} input features, "
+            raise ValueError(f"{kind}: expected {self.input_size} input features, "
                              f"got {x.shape[-1]}")
+        lstm = self.mode == "LSTM"
         directions = len(self._suffixes())
         shape = (self.num_layers * directions, x.shape[1], self.hidden_size)
+        states: list[Tensor] = []
         if hx is not None:
-            h0, c0 = hx
-            if unbatched:
-                h0, c0 = h0.unsqueeze(1), c0.unsqueeze(1)
-            for what, t in (("h_0", h0), ("c_0", c0)):
+            names = ("h_0", "c_0") if lstm else ("h_0",)
+            states = list(hx) if lstm and isinstance(hx, (tuple, list)) else [hx]
+            if len(states) != len(names) or not all(isinstance(t, Tensor) for t in states):
+                raise ValueError(f"{kind}: hx must be {' and '.join(names)} (tensors)")
+            states = [s.unsqueeze(1) if unbatched else s for s in states]
+            for what, t in zip(names, states, strict=True):
                 if tuple(t.shape) != shape:
-                    raise ValueError(f"AnalogLSTM: {what} must have shape {shape}, "
+                    raise ValueError(f"{kind}: {what} must have shape {shape}, "
                                      f"got {tuple(t.shape)}")
         if self.training:
-            # torch's fused LSTM on this layer's weights (noisy ones under hardware-aware
+            # torch's fused kernel on this layer's weights (noisy ones under hardware-aware
             # training): the same result as the step loop below, several times faster.
             args = (input,) if hx is None else (input, hx)
-            return functional_call(self._shell(), self._training_weights(), args)
-        if hx is None:
-            h0 = c0 = x.new_zeros(shape)
+            return functional_call(self._training_shell(), self._training_weights(), args)
+        h0 = states[0] if states else x.new_zeros(shape)
+        c0 = (states[1] if states else x.new_zeros(shape)) if lstm else None
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             outs = []
             for d, (ih, hh) in enumerate(self.cells(layer)):
                 k = layer * directions + d
                 seq = x.flip(0) if d else x
-                out, h, c = self._direction(ih, hh, seq, h0[k], c0[k])
+                out, h, c = self._direction(ih, hh, seq, h0[k], None if c0 is None else c0[k])
                 outs.append(out.flip(0) if d else out)
                 h_n.append(h)
                 c_n.append(c)
             x = outs[0] if directions == 1 else torch.cat(outs, dim=-1)
         out = x.squeeze(1) if unbatched else (x.transpose(0, 1) if self.batch_first else x)
-        h_n, c_n = torch.stack(h_n), torch.stack(c_n)
+        finals = [torch.stack(h_n)] + ([torch.stack(c_n)] if lstm else [])
         if unbatched:
-            h_n, c_n = h_n.squeeze(1), c_n.squeeze(1)
-        return out, (h_n, c_n)
+            finals = [f.squeeze(1) for f in finals]
+        return out, (tuple(finals) if lstm else finals[0])
 
-    @staticmethod
-    def _direction(ih: nn.Module, hh: nn.Module, seq: Tensor, h: Tensor, c: Tensor
-                   ) -> tuple[Tensor, Tensor, Tensor]:
+    def _direction(self, ih: nn.Module, hh: nn.Module, seq: Tensor, h: Tensor,
+                   c: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
         """One direction of one layer over ``seq`` (T, B, I), each product a call of its
         layer (an analog read in eval mode): outputs (T, B, H), h, c."""
+        cell = CELLS[self.mode][1]
         steps, batch = seq.shape[:2]
         # Every step's input product at once: the inputs are known before the recurrence.
         gates_in = ih(seq.reshape(steps * batch, -1)).view(steps, batch, -1)
         outs = []
         for t in range(steps):
-            h, c = lstm_cell(gates_in[t] + hh(h), c)
+            h, c = cell(gates_in[t], hh(h), h, c)
             outs.append(h)
         return torch.stack(outs), h, c
 
-    def _shell(self) -> nn.LSTM:
-        """A weightless ``nn.LSTM`` of this shape (meta device) to run torch's kernel on
-        given weights; kept out of the module tree, so not in ``state_dict``."""
-        shell = self.__dict__.get("_lstm_shell")
+    def _training_shell(self) -> nn.RNNBase:
+        """The weightless torch layer to run torch's kernel on given weights; kept out of
+        the module tree, so not in ``state_dict``."""
+        shell = self.__dict__.get("_torch_shell")
         if shell is None:
-            shell = self.__dict__["_lstm_shell"] = nn.LSTM(
-                self.input_size, self.hidden_size, self.num_layers, self.bias,
-                self.batch_first, self.dropout, self.bidirectional, device="meta")
+            shell = self.__dict__["_torch_shell"] = self._shell()
         shell.train(self.training)
         return shell
 
@@ -210,12 +275,50 @@ class AnalogLSTM(nn.Module):
         weights = {}
         for layer in range(self.num_layers):
             for suffix in self._suffixes():
-                for kind in ("ih", "hh"):
-                    child = getattr(self, f"{kind}_l{layer}{suffix}")
-                    weights[f"weight_{kind}_l{layer}{suffix}"] = _training_weight(child)
+                for part in ("ih", "hh"):
+                    child = getattr(self, f"{part}_l{layer}{suffix}")
+                    weights[f"weight_{part}_l{layer}{suffix}"] = _training_weight(child)
                     if self.bias:
-                        weights[f"bias_{kind}_l{layer}{suffix}"] = child.bias
+                        weights[f"bias_{part}_l{layer}{suffix}"] = child.bias
         return weights
+
+
+class AnalogLSTM(AnalogRNNBase):
+    """``nn.LSTM`` on PCM tiles (:class:`AnalogRNNBase`; Tsai et al. 2019)."""
+
+    torch_type = nn.LSTM
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs, mode="LSTM")
+
+
+class AnalogGRU(AnalogRNNBase):
+    """``nn.GRU`` on PCM tiles (:class:`AnalogRNNBase`)."""
+
+    torch_type = nn.GRU
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs, mode="GRU")
+
+
+class AnalogRNN(AnalogRNNBase):
+    """``nn.RNN`` (Elman, tanh or ReLU) on PCM tiles (:class:`AnalogRNNBase`)."""
+
+    torch_type = nn.RNN
+
+    def __init__(self, *args: Any, nonlinearity: str = "tanh", **kwargs: Any) -> None:
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"AnalogRNN: nonlinearity must be 'tanh' or 'relu', "
+                             f"got {nonlinearity!r}")
+        super().__init__(*args, **kwargs, mode=f"RNN_{nonlinearity.upper()}")
+        self.nonlinearity = nonlinearity
+
+    def _torch_kwargs(self) -> dict[str, Any]:
+        return {**super()._torch_kwargs(), "nonlinearity": self.nonlinearity}
+
+    @classmethod
+    def _kwargs_of(cls, m: nn.RNNBase) -> dict[str, Any]:
+        return {"nonlinearity": m.nonlinearity}
 
 
 def _training_weight(layer: nn.Module) -> Tensor:
@@ -226,9 +329,9 @@ def _training_weight(layer: nn.Module) -> Tensor:
         return layer.weight
     cfg = hook.config
     if cfg.dac_adc or cfg.out_noise:
-        raise ValueError("AnalogLSTM: hardware-aware training with the periphery "
-                         "(HWAConfig.dac_adc / out_noise) is not supported for LSTM layers; "
-                         "use weight noise only")
+        raise ValueError("hardware-aware training with the periphery (HWAConfig.dac_adc / "
+                         "out_noise) is not supported for recurrent layers; use weight "
+                         "noise only")
     return hook.noisy_weight(layer)
 
 
@@ -236,4 +339,5 @@ def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
 
 
-__all__ = ["AnalogLSTM", "lstm_cell"]
+__all__ = ["CELLS", "AnalogGRU", "AnalogLSTM", "AnalogRNN", "AnalogRNNBase", "gru_cell",
+           "lstm_cell", "rnn_relu_cell", "rnn_tanh_cell"]
