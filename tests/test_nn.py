@@ -487,3 +487,59 @@ def test_dynamic_conv_batch_chunks_give_the_same_outputs(monkeypatch):
         single = torch.cat([layer(x[i:i + 1]) for i in range(7)])
     torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(single, whole, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("input_range", ["static", "dynamic"])
+def test_linear_on_sequences_adds_its_bias_on_the_features(input_range):
+    # (B, L, F) inputs with L == out_features: a bias broadcast along the wrong dim would
+    # not even raise. Ideal chip: the analog layer must equal the torch layer.
+    torch.manual_seed(9)
+    lin = nn.Linear(6, 5)
+    x = torch.randn(3, 5, 6)
+    cfg = aimc.presets.ideal()
+    cfg.tile.input_range = input_range
+    layer = aimc.convert(lin, cfg).eval()
+    aimc.calibrate_inputs(layer, [x])
+    aimc.program(layer, seed=0)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), lin(x), atol=1e-5, rtol=1e-5)
+    # The same in hardware-aware training with the DAC and ADC simulated: within one ADC
+    # step (10/127 normalised units of max|W| * max|x| per sequence; half of it is the
+    # ADC's rounding, the rest covers the DAC's), where a bias on the wrong dim would be
+    # off by up to the spread of the biases, more than twice that step.
+    pcm = aimc.convert(lin, aimc.presets.pcm_joshi2020()).train()
+    aimc.training.prepare_hwa(pcm, aimc.HWAConfig(noise="none", dac_adc=True))
+    with torch.no_grad():
+        want = lin(x)
+        step = 10 / 127 * lin.weight.abs().max() * x.abs().amax(dim=(1, 2), keepdim=True)
+        assert bool(((pcm(x) - want).abs() <= step).all())
+        assert float(lin.bias.max() - lin.bias.min()) > 2 * float(step.max())
+
+
+@pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors")
+def test_transformer_layers_run_on_their_tiles_without_gradients():
+    # In eval mode without gradients torch runs a whole TransformerEncoderLayer as one fused
+    # kernel on the weights (and a padded batch as nested tensors): convert switches that
+    # off, so the analog feed-forward layers are read from the chip.
+    torch.manual_seed(3)
+    layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
+    enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=True).eval()
+    x = torch.randn(4, 5, 16)
+    mask = torch.zeros(4, 5, dtype=torch.bool)
+    mask[:, -1] = True
+    with pytest.warns(UserWarning, match="MultiheadAttention"):
+        ideal = aimc.convert(enc, aimc.presets.ideal()).eval()
+    aimc.program(ideal, seed=0)
+    with pytest.warns(UserWarning, match="MultiheadAttention"):
+        pcm = aimc.convert(enc, aimc.presets.pcm_joshi2020()).eval()
+    aimc.calibrate_inputs(pcm, [x])
+    aimc.program(pcm, seed=0)
+    aimc.drift(pcm, 3.15e7)
+    with torch.no_grad():
+        want = enc(x, src_key_padding_mask=mask)
+        want = want.to_padded_tensor(0.0) if want.is_nested else want
+        got = ideal(x, src_key_padding_mask=mask)
+        torch.testing.assert_close(got[:, :4], want[:, :4], atol=1e-5, rtol=1e-5)
+        # a year of drift without compensation: the chip must show (the fused kernel
+        # gave exactly the digital result)
+        assert float((pcm(x) - enc(x)).abs().mean()) > 0.05

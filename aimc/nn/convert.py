@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from torch import nn
 
@@ -95,10 +95,44 @@ def convert(model: nn.Module, config: AnalogConfig, digital: Iterable[str] = (),
     if root_target is not None and not getattr(model, "proj_size", 0):
         return root_target.from_digital(model, config_for(""), "")
     swap(model, "")
+    _disable_fused_paths(model)
     if kept:
         warnings.warn("aimc.convert: these layers have no analog version and stay digital: "
                       + ", ".join(kept), stacklevel=2)
     return model
+
+
+def _stay_on_tiles(module: nn.Module, args: tuple) -> None:
+    """Forward pre-hook that does nothing: torch skips a module's fused fast path when it
+    has hooks, so the analog layers inside run on their tiles."""
+
+
+def _hook_fast_path(module: nn.Module) -> None:
+    if _stay_on_tiles not in module._forward_pre_hooks.values():
+        module.register_forward_pre_hook(_stay_on_tiles)
+
+
+def _no_nested_tensors(module: nn.Module) -> None:
+    # as if built with enable_nested_tensor=False: padded batches stay dense tensors
+    module.use_nested_tensor = False
+
+
+FUSED_PATHS: dict[type[nn.Module], Callable[[nn.Module], None]] = {
+    nn.TransformerEncoderLayer: _hook_fast_path,
+    nn.TransformerEncoder: _no_nested_tensors,
+}
+"""Registry: module types whose ``forward`` may bypass their submodules (one fused torch
+kernel on their weights, or nested tensors, in eval mode without gradients) -> what turns
+that off for an instance holding analog layers, whose tiles would otherwise be skipped."""
+
+
+def _disable_fused_paths(model: nn.Module) -> None:
+    """Apply :data:`FUSED_PATHS` to every module of ``model`` that holds analog layers."""
+    for module in model.modules():
+        switch_off = FUSED_PATHS.get(type(module))
+        if switch_off is not None and any(
+                isinstance(m, (AnalogLayerMixin, AnalogRNNBase)) for m in module.modules()):
+            switch_off(module)
 
 
 def to_digital(model: nn.Module, effective: bool = False) -> nn.Module:

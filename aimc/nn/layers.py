@@ -131,6 +131,11 @@ class AnalogLayerMixin:
     def _digital_forward(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def bias_for(self, out: Tensor) -> Tensor:
+        """The bias shaped to broadcast over the layer's output ``out``: along dim 1 (the
+        channels of a conv's (B, C, ...) output)."""
+        return self.bias.reshape((-1,) + (1,) * (out.dim() - 2))
+
     @property
     def analog_bias(self) -> bool:
         """True when the bias sits on an analog crossbar row."""
@@ -331,7 +336,7 @@ class AnalogLayerMixin:
             exact_noise=tile.exact_noise, inplace=True, partial_unit=unit)
         out = out.reshape(out_shape)
         if self.bias is not None and not self.analog_bias:
-            out.add_(self.bias.reshape((-1,) + (1,) * (out.dim() - 2)))
+            out.add_(self.bias_for(out))
         return out
 
     def _forward_weights(self, tile, input_unit: float) -> tuple[Tensor, float]:
@@ -414,6 +419,10 @@ class AnalogLinear(AnalogLayerMixin, nn.Linear):
 
     def _digital_forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.weight, self.bias)
+
+    def bias_for(self, out: Tensor) -> Tensor:
+        """The bias, which broadcasts along the last dim of a linear output (*, out)."""
+        return self.bias
 
     def _mvm_static(self, x_n, w_tiles, geo):
         lead = x_n.shape[:-1]

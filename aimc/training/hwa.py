@@ -321,7 +321,7 @@ class NoiseInjection:
             y_n = quantize_ste(y_n, tile.adc_bits, tile.out_bound)
         y = y_n * unit
         if layer.bias is not None:
-            y = y + layer.bias.reshape((-1,) + (1,) * (y.dim() - 2))
+            y = y + layer.bias_for(y)
         return y
 
 
