@@ -520,18 +520,16 @@ def test_linear_on_sequences_adds_its_bias_on_the_features(input_range):
 def test_transformer_layers_run_on_their_tiles_without_gradients():
     # In eval mode without gradients torch runs a whole TransformerEncoderLayer as one fused
     # kernel on the weights (and a padded batch as nested tensors): convert switches that
-    # off, so the analog feed-forward layers are read from the chip.
+    # off, so the analog attention and feed-forward layers are read from the chip.
     torch.manual_seed(3)
     layer = nn.TransformerEncoderLayer(16, 2, 32, dropout=0.0, batch_first=True)
     enc = nn.TransformerEncoder(layer, 2, enable_nested_tensor=True).eval()
     x = torch.randn(4, 5, 16)
     mask = torch.zeros(4, 5, dtype=torch.bool)
     mask[:, -1] = True
-    with pytest.warns(UserWarning, match="MultiheadAttention"):
-        ideal = aimc.convert(enc, aimc.presets.ideal()).eval()
+    ideal = aimc.convert(enc, aimc.presets.ideal()).eval()
     aimc.program(ideal, seed=0)
-    with pytest.warns(UserWarning, match="MultiheadAttention"):
-        pcm = aimc.convert(enc, aimc.presets.pcm_joshi2020()).eval()
+    pcm = aimc.convert(enc, aimc.presets.pcm_joshi2020()).eval()
     aimc.calibrate_inputs(pcm, [x])
     aimc.program(pcm, seed=0)
     aimc.drift(pcm, 3.15e7)

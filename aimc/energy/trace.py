@@ -24,7 +24,8 @@ import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from ..nn.convert import analog_layers, plain_layers
+from ..nn.attention import AnalogMultiheadAttention
+from ..nn.convert import CONTAINERS, analog_layers, plain_layers
 
 ALL_ROWS = 0
 """Consumer needs its whole input before it starts (dense layers, global pooling)."""
@@ -160,6 +161,10 @@ WEIGHT_FUNCTIONS = frozenset((
     "scaled_dot_product_attention", "__matmul__", "tensordot", "baddbmm", "addbmm"))
 """Functions that multiply by weights: unsupported when called outside a costed module."""
 
+ACTIVATION_PRODUCTS = frozenset(("matmul", "__matmul__", "bmm"))
+"""Matrix products of two activations (attention scores, scores times values): inside an
+attention module they are digital MACs with no weights to read."""
+
 FREE_FUNCTIONS = frozenset((
     "view", "reshape", "flatten", "unflatten", "pad", "__getitem__", "__setitem__", "cat",
     "stack", "permute", "transpose", "contiguous", "size", "dim", "numel", "__get__",
@@ -212,11 +217,19 @@ class _Tracer:
         # Weighted layers by name: a layer called again (an LSTM's recurrent layer at every
         # step, a shared layer) is one set of tiles read more often, so its calls add up.
         self.weighted: dict[str, Op] = {}
+        # Modules whose matrix products multiply activations by activations (attention):
+        # digital MACs there, not an unsupported weight function.
+        self.products: set[str] = set()
 
     # modules -------------------------------------------------------------------------------
     def is_costed(self, name: str, m: nn.Module) -> bool:
         if name in self.analog or type(m) in MODULE_COSTS or isinstance(m, WEIGHTED_DIGITAL):
             return True
+        if isinstance(m, CONTAINERS):
+            # made of analog layers (traced one by one) and functions (the attention's
+            # products, its bias adds): transparent
+            self.products |= {name} if isinstance(m, AnalogMultiheadAttention) else set()
+            return False
         return any(True for _ in m.parameters(recurse=False))  # unsupported: still opaque
 
     def pre(self, name: str, m: nn.Module, args) -> None:
@@ -304,6 +317,12 @@ class _Tracer:
         fname = getattr(func, "__name__", None) or str(func)
         ctx = self.stack[-1] if self.stack else ""
         ctx = ctx or "(model)"
+        if fname in ACTIVATION_PRODUCTS and ctx in self.products:
+            a, b = (t for t in args[:2])
+            self.ops.append(Op(self._label(ctx, fname), "digital", fname, _numel(a),
+                               _numel(out), _rows(out), ALL_ROWS,
+                               macs=_numel(out) * int(a.shape[-1]), extra_in=_numel(b)))
+            return
         if fname in WEIGHT_FUNCTIONS:
             x = next((a for a in args if isinstance(a, Tensor)), None)
             self.ops.append(Op(self._label(ctx, fname), "unsupported", fname, _numel(x),

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from torch import nn
 
 from ..config import AnalogConfig
+from .attention import AnalogMultiheadAttention
 from .layers import AnalogConv1d, AnalogConv2d, AnalogLayerMixin, AnalogLinear
 from .recurrent import AnalogGRU, AnalogLSTM, AnalogRNN, AnalogRNNBase
 
@@ -19,13 +20,24 @@ ANALOG_LAYERS: dict[type, type] = {
     nn.LSTM: AnalogLSTM,
     nn.GRU: AnalogGRU,
     nn.RNN: AnalogRNN,
+    nn.MultiheadAttention: AnalogMultiheadAttention,
 }
 """Registry: digital layer type -> analog layer type (exact types; subclasses stay digital).
-An analog type builds itself with ``from_digital(layer, config, name)``."""
+An analog type builds itself with ``from_digital(layer, config, name)``; one with a
+``supports(layer)`` check converts only the layers it accepts (the others stay digital
+and are listed in the warning)."""
+
+CONTAINERS = (AnalogRNNBase, AnalogMultiheadAttention)
+"""Analog modules made of analog layers (``to_torch()`` gives the torch module back)."""
 
 # Layer types that hold weights but have no analog counterpart yet: reported, kept digital.
 _WEIGHTED = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
              nn.RNNBase, nn.Embedding, nn.Bilinear, nn.MultiheadAttention)
+
+
+def _supports(target: type, layer: nn.Module) -> bool:
+    check = getattr(target, "supports", None)
+    return True if check is None else bool(check(layer))
 
 
 def analog_layers(model: nn.Module) -> Iterator[tuple[str, AnalogLayerMixin]]:
@@ -83,7 +95,7 @@ def convert(model: nn.Module, config: AnalogConfig, digital: Iterable[str] = (),
             if name in digital:  # the module and everything under it stay digital
                 continue
             target = ANALOG_LAYERS.get(type(child))
-            if target is not None and not getattr(child, "proj_size", 0):
+            if target is not None and _supports(target, child):
                 setattr(parent, child_name,
                         target.from_digital(child, config_for(name), name))
             elif isinstance(child, _WEIGHTED):
@@ -92,7 +104,7 @@ def convert(model: nn.Module, config: AnalogConfig, digital: Iterable[str] = (),
                 swap(child, name)
 
     root_target = ANALOG_LAYERS.get(type(model))
-    if root_target is not None and not getattr(model, "proj_size", 0):
+    if root_target is not None and _supports(root_target, model):
         return root_target.from_digital(model, config_for(""), "")
     swap(model, "")
     _disable_fused_paths(model)
@@ -131,7 +143,7 @@ def _disable_fused_paths(model: nn.Module) -> None:
     for module in model.modules():
         switch_off = FUSED_PATHS.get(type(module))
         if switch_off is not None and any(
-                isinstance(m, (AnalogLayerMixin, AnalogRNNBase)) for m in module.modules()):
+                isinstance(m, AnalogLayerMixin) for m in module.modules()):
             switch_off(module)
 
 
@@ -143,10 +155,10 @@ def to_digital(model: nn.Module, effective: bool = False) -> nn.Module:
     programming, drift and compensation) instead of the trained weights.
     """
     model = plain_layers(model, effective)
-    if isinstance(model, AnalogRNNBase):
+    if isinstance(model, CONTAINERS):
         return model.to_torch()
     for name, m in list(model.named_modules()):
-        if isinstance(m, AnalogRNNBase):
+        if isinstance(m, CONTAINERS):
             parent_name, _, child = name.rpartition(".")
             setattr(model.get_submodule(parent_name), child, m.to_torch())
     return model
@@ -154,8 +166,9 @@ def to_digital(model: nn.Module, effective: bool = False) -> nn.Module:
 
 def plain_layers(model: nn.Module, effective: bool = False) -> nn.Module:
     """A copy of ``model`` with every analog matrix layer back to its plain torch layer,
-    containers kept: an ``AnalogLSTM`` (GRU, RNN) stays, on plain ``nn.Linear`` children,
-    so each of its products is still a module call (what the energy trace records)."""
+    containers kept: an ``AnalogLSTM`` (GRU, RNN, attention) stays, on plain ``nn.Linear``
+    children, so each of its products is still a module call (what the energy trace
+    records)."""
     model = copy.deepcopy(model)
     inverse = {v: k for k, v in ANALOG_LAYERS.items()}
 

@@ -34,6 +34,11 @@ GDC_OFF, GDC_LAYER, GDC_COLUMN = 0, 1, 2
 _GDC_CAL_VECTORS = 128
 
 
+def join_name(prefix: str, key: str) -> str:
+    """A submodule's dotted name under ``prefix`` (the root's name is "")."""
+    return f"{prefix}.{key}" if prefix else key
+
+
 def mix_seed(*parts: object) -> int:
     """A 63-bit seed from any printable parts, stable across processes and platforms."""
     digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()

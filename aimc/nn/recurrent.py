@@ -24,7 +24,7 @@ from torch.func import functional_call
 from torch.nn.utils.rnn import PackedSequence
 
 from ..config import AnalogConfig
-from .layers import AnalogLinear
+from .layers import AnalogLinear, join_name
 
 Cell = Callable[[Tensor, Tensor, Tensor, Tensor | None], tuple[Tensor, Tensor | None]]
 
@@ -124,7 +124,7 @@ class AnalogRNNBase(nn.Module):
                 for part, n_in in (("ih", fan_in), ("hh", hidden_size)):
                     key = f"{part}_l{layer}{suffix}"
                     self.add_module(key, AnalogLinear(
-                        n_in, gates * hidden_size, self.bias, config, _join(name, key),
+                        n_in, gates * hidden_size, self.bias, config, join_name(name, key),
                         device=device, dtype=dtype))
         if device != "meta":
             # torch's initialisation: every weight and bias U(-1/sqrt(H), 1/sqrt(H))
@@ -150,6 +150,11 @@ class AnalogRNNBase(nn.Module):
         """Constructor arguments of ``cls`` that describe ``m``."""
         return {}
 
+    @staticmethod
+    def supports(m: nn.RNNBase) -> bool:
+        """Whether ``m`` has an analog version (an LSTM with ``proj_size`` has not)."""
+        return not getattr(m, "proj_size", 0)
+
     @classmethod
     def from_digital(cls, m: nn.RNNBase, config: AnalogConfig, name: str = ""
                      ) -> AnalogRNNBase:
@@ -165,7 +170,7 @@ class AnalogRNNBase(nn.Module):
             part, _, rest = key.partition("_")
             child.weight = getattr(m, f"weight_{part}_{rest}")
             child.bias = getattr(m, f"bias_{part}_{rest}") if m.bias else None
-            child._init_analog(config, _join(name, key))
+            child._init_analog(config, join_name(name, key))
         new.train(m.training)
         return new
 
@@ -333,10 +338,6 @@ def _training_weight(layer: nn.Module) -> Tensor:
                          "out_noise) is not supported for recurrent layers; use weight "
                          "noise only")
     return hook.noisy_weight(layer)
-
-
-def _join(prefix: str, key: str) -> str:
-    return f"{prefix}.{key}" if prefix else key
 
 
 __all__ = ["CELLS", "AnalogGRU", "AnalogLSTM", "AnalogRNN", "AnalogRNNBase", "gru_cell",
