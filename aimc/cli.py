@@ -16,7 +16,7 @@ STUDIES = {
     "snn-mnist": "aimc.experiments.snn_mnist",
     "correlation": "aimc.experiments.correlation",
     "joshi2020": "aimc.experiments.joshi2020",
-    "lstm-mnist": "aimc.experiments.lstm_mnist",
+    "seq-mnist": "aimc.experiments.seq_mnist",
 }
 COMMANDS = {
     "demo": "aimc.experiments.demo",

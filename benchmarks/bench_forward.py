@@ -5,7 +5,8 @@ ranges, 8-bit ADC, output noise), 2 threads. Cases: Linear 512x512 at batch 256 
 ResNet-32-sized Conv2d (64 -> 64, 3x3, 8x8 maps) at batch 256, and the whole CIFAR
 ResNet-32 (all 33 layers analog) at batch 100, each once more with dynamic (per-vector;
 per-patch in a conv) input ranges; and the sequential-MNIST LSTM (128 units, 28 steps,
-``aimc.models.lstm_mnist``) at batch 100 against ``nn.LSTM``. Timings interleave the
+``aimc.models.lstm_mnist``) and transformer (2 layers of width 64, 28 tokens,
+``aimc.models.transformer_mnist``) at batch 100 against their torch modules. Timings interleave the
 analog and the plain torch module round by round and report medians and the median of
 per-round ratios.
 
@@ -84,11 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         # 28 steps: one read of the input matrix for all steps, 28 of the recurrent one
         "lstm-mnist-128-b100": (aimc.models.lstm_mnist(128), torch.randn(100, 28, 28),
                                 "static"),
+        # 2 encoder layers: attention projections and feed-forward on tiles, 28 tokens
+        "transformer-mnist-64-b100": (aimc.models.transformer_mnist(64),
+                                      torch.randn(100, 28, 28), "static"),
     }
     rows = []
     for name, (layer, x, input_range) in cases.items():
         # the whole network takes 10-100x longer per call than one layer
-        reps = max(1, args.reps // 10) if name.startswith(("resnet", "lstm")) else args.reps
+        whole = ("resnet", "lstm", "transformer")
+        reps = max(1, args.reps // 10) if name.startswith(whole) else args.reps
         res = measure(layer, x, args.rounds, reps, input_range)
         print(f"{name:28s} torch {res['digital_ms']:7.3f} ms  aimc {res['analog_ms']:7.3f} ms"
               f"  ratio {res['ratio']:.2f} (min {res['ratio_min']:.2f}, "

@@ -1,10 +1,10 @@
 """How the tiles' ADC range (``TileConfig.out_bound``) limits the sequential-MNIST LSTM.
 
-For the networks of ``aimc reproduce lstm-mnist`` (its HWA network and its FP32 network,
-read from the study's output folder): the share of each analog layer's normalised outputs
-beyond the preset's bound of 10 (chip 0 at 1 s, the first 500 test digits), then the
-accuracy at one day with GDC for ADC ranges of 10, 15, 20 and 30 normalised units (8-bit
-ADC over each; 2 chips, the first 2,000 test digits).
+For the networks of ``aimc reproduce seq-mnist --model lstm`` (its HWA network and its
+FP32 network, read from the study's output folder): the share of each analog layer's
+normalised outputs beyond the preset's bound of 10 (chip 0 at 1 s, the first 500 test
+digits), then the accuracy at one day with GDC for ADC ranges of 10, 15, 20 and 30
+normalised units (8-bit ADC over each; 2 chips, the first 2,000 test digits).
 
     python benchmarks/lstm_out_bound.py results/lstm-mnist --data-dir ../shared/data/mnist
 """
@@ -20,7 +20,7 @@ import torch
 
 import aimc
 from aimc.data import CifarLoader, load_mnist
-from aimc.experiments.lstm_mnist import MNIST_MEAN, MNIST_STD
+from aimc.experiments.seq_mnist import MNIST_MEAN, MNIST_STD
 
 
 def networks(study: Path, hidden: int) -> dict[str, torch.nn.Module]:
@@ -56,7 +56,8 @@ def clipped_shares(amodel: torch.nn.Module, x: torch.Tensor, bound: float) -> di
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("study", type=Path, help="output folder of aimc reproduce lstm-mnist")
+    p.add_argument("study", type=Path,
+                   help="output folder of aimc reproduce seq-mnist --model lstm")
     p.add_argument("--data-dir", required=True, help="folder with the MNIST IDX files")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--bounds", type=float, nargs="+", default=[10.0, 15.0, 20.0, 30.0])

@@ -222,37 +222,53 @@ def test_energy_counts_the_recurrent_tiles_once_and_every_read():
         a = aimc.convert(net, aimc.presets.pcm_joshi2020())
     table = estimate(a, "pcm90nm_joshi2020", (28, 28), baselines=())
     rows = {r["name"]: r for r in table.rows if r["kind"] == "analog"}
-    assert set(rows) == {"lstm.ih_l0", "lstm.hh_l0", "fc"}
+    assert set(rows) == {"rnn.ih_l0", "rnn.hh_l0", "fc"}
     # 28 steps: 28 reads of each tile, one tile each
-    assert rows["lstm.hh_l0"]["mvms"] == 28 and rows["lstm.ih_l0"]["mvms"] == 28
-    assert rows["lstm.hh_l0"]["macs"] == 28 * 64 * 16
+    assert rows["rnn.hh_l0"]["mvms"] == 28 and rows["rnn.ih_l0"]["mvms"] == 28
+    assert rows["rnn.hh_l0"]["macs"] == 28 * 64 * 16
     assert table.totals["tiles"] == 3
     assert table.totals["weights"] == 64 * 28 + 64 * 16 + 16 * 10
     assert table.totals["complete"]
-    assert isinstance(a.lstm.hh_l0, AnalogLinear)
+    assert isinstance(a.rnn.hh_l0, AnalogLinear)
 
 
-def test_lstm_mnist_study_writes_results_and_resumes(tmp_path, capsys):
+def test_seq_mnist_study_writes_results_and_resumes(tmp_path, capsys):
     from aimc import cli
-    from aimc.experiments import lstm_mnist
+    from aimc.experiments import seq_mnist
     out = tmp_path / "run"
     argv = ["--quick", "--train-images", "300", "--test-images", "100", "--chips", "1",
             "--hidden", "16", "--out", str(out), "--no-progress", "--threads", "1"]
-    assert lstm_mnist.main(argv) == 0
+    assert seq_mnist.main(argv) == 0
     doc = json.loads((out / "lstm-mnist.json").read_text())
     methods = {r["method"] for r in doc["rows"]}
     assert methods == {"pcm", "pcm+gdc", "fp32-trained+pcm", "fp32-trained+pcm+gdc", "fp32",
                        "hwa-digital"}
+    assert doc["study"] == "seq-mnist" and doc["command"].startswith("aimc reproduce seq-mnist")
     assert doc["dataset"].startswith("MNIST, the subset aimc ships, 300 train / 100 test")
     assert (out / "lstm-mnist.png").is_file() and (out / "lstm-mnist_config.json").is_file()
     saved = torch.load(out / "lstm-mnist_hwa.pt", weights_only=True)
     aimc.models.lstm_mnist(16).load_state_dict(saved)
     # A second run resumes everything from the work folder: the same numbers.
-    assert lstm_mnist.main(argv) == 0
+    assert seq_mnist.main(argv) == 0
     again = json.loads((out / "lstm-mnist.json").read_text())
     assert again["rows"] == doc["rows"]
     with pytest.raises(SystemExit, match="other settings"):
-        lstm_mnist.main([*argv, "--seed", "1"])
+        seq_mnist.main([*argv, "--seed", "1"])
     with pytest.raises(SystemExit, match="lacks"):
-        cli.main(["reproduce", "lstm-mnist", "--data-dir", str(tmp_path), "--out",
+        cli.main(["reproduce", "seq-mnist", "--data-dir", str(tmp_path), "--out",
                   str(tmp_path / "o2"), "--quick"])
+
+
+@pytest.mark.parametrize("model", ["gru", "transformer"])
+def test_seq_mnist_study_runs_the_other_models(tmp_path, model):
+    from aimc.experiments import seq_mnist
+    out = tmp_path / model
+    assert seq_mnist.main(["--model", model, "--quick", "--train-images", "200",
+                           "--test-images", "100", "--chips", "1", "--hidden", "16",
+                           "--out", str(out), "--no-progress", "--threads", "1"]) == 0
+    doc = json.loads((out / f"{model}-mnist.json").read_text())
+    assert doc["config"]["study"]["model"] == model
+    assert {r["method"] for r in doc["rows"]} >= {"pcm+gdc", "fp32-trained+pcm+gdc"}
+    builder = {"gru": aimc.models.gru_mnist, "transformer": aimc.models.transformer_mnist}
+    builder[model](16).load_state_dict(
+        torch.load(out / f"{model}-mnist_hwa.pt", weights_only=True))

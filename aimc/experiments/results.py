@@ -63,18 +63,19 @@ def point_rows(accuracies: dict[str, float]) -> list[dict[str, Any]]:
 
 
 def write_study(out: Path, study: str, argv: list[str] | None, *, config: dict[str, Any],
-                **fields: Any) -> Path:
-    """Write a reproduction's ``{study}_config.json`` and ``{study}.json`` (with
+                stem: str | None = None, **fields: Any) -> Path:
+    """Write a reproduction's ``{stem}_config.json`` and ``{stem}.json`` (with
     :func:`write_results`; ``fields`` are its keyword arguments but ``study`` and
-    ``command``) into ``out``, and print the study's files there. The command is ``aimc
-    reproduce {study}`` and ``argv`` (the process's arguments when None). Returns the
-    results path."""
-    write_text_atomic(out / f"{study}_config.json", json.dumps(config, indent=2) + "\n")
+    ``command``) into ``out``, and print the study's files there. ``stem`` is the study
+    name unless given; the command is ``aimc reproduce {study}`` and ``argv`` (the
+    process's arguments when None). Returns the results path."""
+    stem = stem or study
+    write_text_atomic(out / f"{stem}_config.json", json.dumps(config, indent=2) + "\n")
     args = sys.argv[1:] if argv is None else argv
     command = f"aimc reproduce {study} " + " ".join(args)
-    path = write_results(out / f"{study}.json", study=study, command=command.strip(),
+    path = write_results(out / f"{stem}.json", study=study, command=command.strip(),
                          config=config, **fields)
-    files = [path, *sorted(p for p in out.glob(f"{study}*") if p != path)]
+    files = [path, *sorted(p for p in out.glob(f"{stem}*") if p != path)]
     print(f"\nwrote {', '.join(map(str, files))} ({fields['runtime_s']:.0f} s in total)")
     return path
 

@@ -1,18 +1,21 @@
-"""``aimc reproduce lstm-mnist``: an LSTM on PCM tiles from 1 s to 1 year (Tsai et al. 2019).
+"""``aimc reproduce seq-mnist``: sequence models on PCM tiles from 1 s to 1 year.
 
-Sequential MNIST: each digit is read as 28 time steps of 28 pixels by a one-layer LSTM
-(128 units by default) with a linear head on its last hidden state
-(:func:`aimc.models.lstm_mnist`). Every weight matrix (the LSTM's input and recurrent
-matrices, the head) is on PCM tiles of ``presets.pcm_joshi2020``; the recurrent matrix is
-read once per time step. The study trains the network in FP32 (Adam, cosine LR), then
-fine-tunes a copy with hardware-aware weight noise (``--noise``, the PCM chain by
-default), programs ``--chips`` chips of each and evaluates them at 1 s, 1 h, 1 day,
-1 month and 1 year, without compensation and with global drift compensation. The ADC
-range is 20 normalised units (``--out-bound``) instead of the preset's 10, which clips a
-few percent of the recurrent products and a fifth of the logits (docs/RESULTS.md). Writes
-``lstm-mnist.json``, ``lstm-mnist.png`` and ``lstm-mnist_config.json`` into ``--out``;
-the work folder keeps per-epoch checkpoints and every finished accuracy, so an
-interrupted run resumes where it stopped.
+Sequential MNIST: each digit is read as 28 time steps (tokens) of 28 pixels by
+``--model``: ``lstm`` (default; a one-layer LSTM of ``--hidden`` units with a linear head
+on its last hidden state, :func:`aimc.models.lstm_mnist`; Tsai et al. 2019 ran LSTMs on
+PCM), ``gru`` (the same with a GRU) or ``transformer`` (two encoder layers of width
+``--hidden`` with 4 heads, :func:`aimc.models.transformer_mnist`). Every weight matrix
+(recurrent layers' input and recurrent matrices, the attention projections, the
+feed-forward layers, the embedding and the head) is on PCM tiles of
+``presets.pcm_joshi2020``; a recurrent matrix is read once per time step. The study trains
+the network in FP32 (Adam, cosine LR), then fine-tunes a copy with hardware-aware weight
+noise (``--noise``, the PCM chain by default), programs ``--chips`` chips of each and
+evaluates them at 1 s, 1 h, 1 day, 1 month and 1 year, without compensation and with
+global drift compensation. The ADC range is 20 normalised units (``--out-bound``)
+instead of the preset's 10, which clips a few percent of an LSTM's recurrent products
+and a fifth of its logits (docs/RESULTS.md). Writes ``MODEL-mnist.json``, ``.png`` and
+``_config.json`` into ``--out``; the work folder keeps per-epoch checkpoints and every
+finished accuracy, so an interrupted run resumes where it stopped.
 
 Data: ``--data-dir`` names a folder with the four standard MNIST IDX files; without it
 the study uses the 6,000 training and 2,000 test digits aimc ships.
@@ -41,17 +44,23 @@ MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 QUICK = {"train_images": 1000, "test_images": 500, "epochs": 1, "hwa_epochs": 1,
          "chips": 2, "calib_images": 200}
 VARIANTS = {"hwa": "pcm", "fp32": "fp32-trained+pcm"}
+MODELS = {"lstm": (models.lstm_mnist, 128), "gru": (models.gru_mnist, 128),
+          "transformer": (models.transformer_mnist, 64)}
+"""--model -> (network builder taking the width, default width)."""
 """Evaluated networks -> the device name their methods carry (``pcm``, ``pcm+gdc``...)."""
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="aimc reproduce lstm-mnist",
+    p = argparse.ArgumentParser(prog="aimc reproduce seq-mnist",
                                 description=__doc__.splitlines()[0])
+    p.add_argument("--model", choices=sorted(MODELS), default="lstm",
+                   help="sequence model (default lstm)")
     p.add_argument("--data-dir", default=None,
                    help="folder with the MNIST IDX files (default: the bundled 6,000/2,000 "
                         "digits)")
-    p.add_argument("--out", default="results/lstm-mnist", help="output folder")
-    p.add_argument("--hidden", type=int, default=128, help="LSTM units (default 128)")
+    p.add_argument("--out", default=None, help="output folder (default results/MODEL-mnist)")
+    p.add_argument("--hidden", type=int, default=0,
+                   help="LSTM/GRU units or transformer width (default 128 / 128 / 64)")
     p.add_argument("--epochs", type=int, default=10, help="FP32 training epochs (default 10)")
     p.add_argument("--hwa-epochs", type=int, default=5,
                    help="hardware-aware fine-tune epochs from the FP32 network (default 5)")
@@ -86,15 +95,20 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
         for key, value in QUICK.items():
             if getattr(args, key) == parser.get_default(key):
                 setattr(args, key, value)
-    for key in ("hidden", "epochs", "hwa_epochs", "batch", "chips"):
+    for key in ("epochs", "hwa_epochs", "batch", "chips"):
         if getattr(args, key) < 1:
             raise SystemExit(f"--{key.replace('_', '-')} must be >= 1, got {getattr(args, key)}")
     for key in ("train_images", "test_images", "calib_images"):
         if getattr(args, key) < 0:
             raise SystemExit(f"--{key.replace('_', '-')} must be >= 0")
+    if args.hidden < 0:
+        raise SystemExit("--hidden must be >= 1 (0 = the model's default)")
     if not (args.lr > 0 and args.hwa_lr > 0 and args.out_bound > 0):
         raise SystemExit("--lr, --hwa-lr and --out-bound must be > 0")
-    keys = ("data_dir", "hidden", "epochs", "hwa_epochs", "lr", "hwa_lr", "noise",
+    if not args.hidden:
+        args.hidden = MODELS[args.model][1]
+    args.out = args.out or f"results/{args.model}-mnist"
+    keys = ("model", "data_dir", "hidden", "epochs", "hwa_epochs", "lr", "hwa_lr", "noise",
             "out_bound", "batch", "chips", "train_images", "test_images", "calib_images",
             "seed")
     return {k: getattr(args, k) for k in keys}
@@ -122,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = _settings(args, parser)
     torch.set_num_threads(args.threads)
     progress = not args.no_progress
-    out = Path(args.out)
+    out, stem = Path(args.out), f"{args.model}-mnist"
     store = Store(out / "work" / "state.json", settings)
     work, started, runtime = store.path.parent, store.get("started"), store.runtime
 
@@ -132,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             (x, y), (xt, yt) = load_mnist(args.data_dir, "train"), load_mnist(args.data_dir,
                                                                                "test")
         except (FileNotFoundError, ValueError) as err:
-            raise SystemExit(f"aimc reproduce lstm-mnist: {err}") from err
+            raise SystemExit(f"aimc reproduce seq-mnist: {err}") from err
         source = "MNIST"
     else:
         x, y, xt, yt = load_mnist_small()
@@ -149,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # -- FP32 network, then the hardware-aware fine-tune of a copy -----------------------------
     torch.manual_seed(args.seed)
-    net = models.lstm_mnist(args.hidden)
+    net = MODELS[args.model][0](args.hidden)
     fp32_cfg = HWAConfig(noise="none", clip_sigma=0.0)
     fp32_hist = _train(net, train, args.epochs, args.lr, fp32_cfg, work / "fp32.ckpt.pt",
                        args.seed, "FP32 training", progress)
@@ -157,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     if store.get("fp32_accuracy") is None:
         store.set("fp32_accuracy", accuracy(net, test))
     fp32_acc = store.get("fp32_accuracy")
-    print(f"FP32 LSTM: {100 * fp32_acc:.2f}%")
+    print(f"FP32 {args.model}: {100 * fp32_acc:.2f}%")
 
     cfg = presets.pcm_joshi2020()
     cfg.tile.out_bound = args.out_bound
@@ -171,9 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     if store.get("hwa_digital_accuracy") is None:
         store.set("hwa_digital_accuracy", accuracy(to_digital(hwa).eval(), test))
     print(f"HWA fine-tuned, read digitally: {100 * store.get('hwa_digital_accuracy'):.2f}%")
-    tmp = out / ".lstm-mnist_hwa.pt.tmp"
+    tmp = out / f".{stem}_hwa.pt.tmp"
     torch.save(to_digital(hwa).state_dict(), tmp)
-    tmp.replace(out / "lstm-mnist_hwa.pt")
+    tmp.replace(out / f"{stem}_hwa.pt")
     store.set("runtime_s", runtime())
 
     # -- PCM chips over time -----------------------------------------------------------------
@@ -199,14 +213,14 @@ def main(argv: list[str] | None = None) -> int:
     config = {"study": settings, "analog": cfg.to_dict(), "hwa": hwa_cfg.to_dict(),
               "fp32": fp32_cfg.to_dict(), "times_s": TIMES,
               "normalisation": norm, "optimizer": "Adam, cosine LR per step to 0"}
-    plot(rows, fp32_acc, out / "lstm-mnist.png",
-         f"LSTM ({args.hidden} units), {dataset}; PCM model of Joshi et al. 2020; "
+    plot(rows, fp32_acc, out / f"{stem}.png",
+         f"{args.model} (width {args.hidden}), {dataset}; PCM model of Joshi et al. 2020; "
          "mean +- std over chips")
-    write_study(out, "lstm-mnist", argv, config=config, dataset=dataset,
+    write_study(out, "seq-mnist", argv, stem=stem, config=config, dataset=dataset,
                        started=started, runtime_s=runtime(),
                        baseline={"name": "fp32", "accuracy": fp32_acc}, rows=rows,
                        energy=energy, training={"fp32": fp32_hist, "hwa": hwa_hist},
-                       hwa_checkpoint="lstm-mnist_hwa.pt")
+                       hwa_checkpoint=f"{stem}_hwa.pt")
     return 0
 
 

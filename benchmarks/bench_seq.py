@@ -1,0 +1,85 @@
+"""Speed of one hardware-aware training step of the sequential-MNIST models against torch.
+
+One Adam step (forward, backward, optimizer step, clipping) at batch 128 on random
+inputs, 2 threads, of the three models of ``aimc reproduce seq-mnist``: the LSTM (128
+units), the GRU (128 units) and the transformer (2 encoder layers of width 64), each as
+the plain torch network against the same network converted to the PCM preset and
+trained with :func:`aimc.train_hwa`'s step under the ``"pcm-drift"`` weight noise (the
+study's default; recurrent layers run torch's fused kernel on noisy weights drawn once per
+step). Rounds interleave the cases; each result is the median of the per-round ratios.
+
+    python benchmarks/bench_seq.py --out docs/results
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+from _timing import interleaved, round_ratios  # benchmarks/_timing.py
+
+import aimc
+from aimc.experiments import now_utc, write_results
+from aimc.training import HWAConfig, prepare_hwa
+from aimc.training.hwa import train_step
+
+MODELS = {"lstm": lambda: aimc.models.lstm_mnist(128),
+          "gru": lambda: aimc.models.gru_mnist(128),
+          "transformer": lambda: aimc.models.transformer_mnist(64)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="results/bench", help="output folder")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=128)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    started, t0 = now_utc(), time.perf_counter()
+    torch.manual_seed(0)
+    hwa_cfg = HWAConfig(noise="pcm-drift")
+    x = torch.rand(args.batch, 28, 28)
+    y = torch.randint(0, 10, (args.batch,))
+
+    def case(model: torch.nn.Module, cfg: HWAConfig):
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+        return lambda: train_step(model, opt, x, y, cfg)
+
+    cases = {}
+    for name, build in MODELS.items():
+        plain = build().train()
+        analog = aimc.convert(plain, aimc.presets.pcm_joshi2020()).train()
+        prepare_hwa(analog, hwa_cfg, seed=0)
+        cases[f"{name}-plain"] = case(plain, HWAConfig(noise="none", clip_sigma=0.0))
+        cases[f"{name}-hwa-pcm-drift"] = case(analog, hwa_cfg)
+    times = interleaved(cases, args.rounds, args.reps)
+    rows = []
+    for name in MODELS:
+        ratios = round_ratios(times, f"{name}-hwa-pcm-drift", f"{name}-plain")
+        plain_ms = 1e3 * statistics.median(times[f"{name}-plain"])
+        hwa_ms = 1e3 * statistics.median(times[f"{name}-hwa-pcm-drift"])
+        ratio = statistics.median(ratios)
+        print(f"{name} training step, batch {args.batch}: plain {plain_ms:.1f} ms, "
+              f"hwa-pcm-drift {hwa_ms:.1f} ms, ratio {ratio:.3f} "
+              f"(rounds {min(ratios):.3f}-{max(ratios):.3f})")
+        rows.append({"method": "hwa-pcm-drift", "model": name, "metric": "time_ratio",
+                     "mean": ratio, "min": min(ratios), "max": max(ratios), "n": args.rounds,
+                     "reference": "plain", "reference_ms": plain_ms, "hwa_ms": hwa_ms,
+                     "batch": args.batch})
+    command = "python benchmarks/bench_seq.py " + " ".join(
+        sys.argv[1:] if argv is None else argv)
+    path = write_results(f"{args.out}/bench_seq.json", study="bench_seq",
+                         command=command.strip(),
+                         dataset=f"random 28x28 sequences, batch {args.batch}",
+                         started=started, runtime_s=time.perf_counter() - t0, rows=rows,
+                         config={"hwa": hwa_cfg.to_dict(), "optimizer": "Adam"})
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
