@@ -20,7 +20,6 @@ interleave the cases; each result is the median of the per-round ratios to its p
 
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import statistics
@@ -28,20 +27,16 @@ import sys
 import time
 
 import torch
-from _timing import interleaved, round_ratios  # benchmarks/_timing.py
+from _timing import bench_parser, interleaved, round_ratios, write_bench  # benchmarks/_timing.py
 
 import aimc
-from aimc.experiments import now_utc, write_results
+from aimc.experiments import now_utc
 from aimc.training import HWAConfig, prepare_hwa
 from aimc.training.hwa import train_step
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="results/bench", help="output folder")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=128)
+    parser = bench_parser(__doc__, rounds=7, reps=3)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -96,16 +91,11 @@ def main(argv: list[str] | None = None) -> int:
                      "reference_ms": 1e3 * ref_s, "plain_ms": 1e3 * plain_s,
                      "hwa_ms": 1e3 * step_s,
                      "vs_plain_sgd": statistics.median(vs_plain[name]), "batch": args.batch})
-    command = "python benchmarks/bench_hwa.py " + " ".join(
-        sys.argv[1:] if argv is None else argv)
-    path = write_results(f"{args.out}/bench_hwa.json", study="bench_hwa",
-                         command=command.strip(),
-                         dataset=f"random 3x32x32 inputs, batch {args.batch}",
-                         started=started, runtime_s=time.perf_counter() - t0, rows=rows,
-                         config={**{k: {**c.to_dict(), "mapping": dataclasses.asdict(
-                                     chips[k].mapping)} for k, c in configs.items()},
-                                 "optimizer": "SGD momentum 0.9"})
-    print(f"wrote {path}")
+    config = {k: {**c.to_dict(), "mapping": dataclasses.asdict(chips[k].mapping)}
+              for k, c in configs.items()}
+    write_bench("bench_hwa", args, argv, started=started, t0=t0,
+                dataset=f"random 3x32x32 inputs, batch {args.batch}", rows=rows,
+                config={**config, "optimizer": "SGD momentum 0.9"})
     return 0
 
 

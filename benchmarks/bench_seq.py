@@ -13,16 +13,15 @@ step). Rounds interleave the cases; each result is the median of the per-round r
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
 
 import torch
-from _timing import interleaved, round_ratios  # benchmarks/_timing.py
+from _timing import bench_parser, interleaved, round_ratios, write_bench  # benchmarks/_timing.py
 
 import aimc
-from aimc.experiments import now_utc, write_results
+from aimc.experiments import now_utc
 from aimc.training import HWAConfig, prepare_hwa
 from aimc.training.hwa import train_step
 
@@ -32,12 +31,7 @@ MODELS = {"lstm": lambda: aimc.models.lstm_mnist(128),
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="results/bench", help="output folder")
-    parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--batch", type=int, default=128)
-    args = parser.parse_args(argv)
+    args = bench_parser(__doc__, rounds=9, reps=5).parse_args(argv)
     torch.set_num_threads(2)
     started, t0 = now_utc(), time.perf_counter()
     torch.manual_seed(0)
@@ -70,14 +64,9 @@ def main(argv: list[str] | None = None) -> int:
                      "mean": ratio, "min": min(ratios), "max": max(ratios), "n": args.rounds,
                      "reference": "plain", "reference_ms": plain_ms, "hwa_ms": hwa_ms,
                      "batch": args.batch})
-    command = "python benchmarks/bench_seq.py " + " ".join(
-        sys.argv[1:] if argv is None else argv)
-    path = write_results(f"{args.out}/bench_seq.json", study="bench_seq",
-                         command=command.strip(),
-                         dataset=f"random 28x28 sequences, batch {args.batch}",
-                         started=started, runtime_s=time.perf_counter() - t0, rows=rows,
-                         config={"hwa": hwa_cfg.to_dict(), "optimizer": "Adam"})
-    print(f"wrote {path}")
+    write_bench("bench_seq", args, argv, started=started, t0=t0,
+                dataset=f"random 28x28 sequences, batch {args.batch}", rows=rows,
+                config={"hwa": hwa_cfg.to_dict(), "optimizer": "Adam"})
     return 0
 
 
