@@ -178,11 +178,24 @@ def test_hwa_noise_is_drawn_once_per_sequence():
     assert a.hh_l0.weight.grad is not None
 
 
-def test_hwa_with_simulated_periphery_is_refused():
-    _, a = _pair()
-    prepare_hwa(a, HWAConfig(noise="gaussian", eta=0.05, dac_adc=True))
-    with pytest.raises(ValueError, match="periphery"):
-        a.train()(torch.randn(3, 2, 5))
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_hwa_with_simulated_periphery_steps_through_the_sequence(kind, monkeypatch):
+    # With the DAC/ADC simulated in training, every product goes through them at every
+    # step, while the noisy weights are drawn once per sequence (one draw per matrix).
+    rnn, a = _pair(kind=kind, batch_first=True)
+    x = torch.randn(4, 6, 5)
+    hook = prepare_hwa(a, HWAConfig(noise="gaussian", eta=0.02, dac_adc=True), seed=1)
+    draws = []
+    real_draw = hook.draw
+    monkeypatch.setattr(hook, "draw", lambda layer: draws.append(layer) or real_draw(layer))
+    a.train()
+    got = a(x)[0]
+    assert draws == [a.ih_l0, a.hh_l0]
+    want = rnn(x)[0]
+    # close to the clean layer (8-bit converters, 2% weight noise), but not equal to it
+    assert 1e-4 < float((got - want).detach().abs().max()) < 0.15
+    got.square().sum().backward()
+    assert a.hh_l0.weight.grad is not None and a.hh_l0.weight.grad.abs().sum() > 0
 
 
 def test_bad_inputs_and_unsupported_lstms():

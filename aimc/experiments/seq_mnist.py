@@ -72,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out-bound", type=float, default=20.0,
                    help="ADC range of the tiles in normalised units (default 20: the "
                         "preset's 10 clips the recurrent and output layers, docs/RESULTS.md)")
+    p.add_argument("--hwa-periphery", action="store_true",
+                   help="simulate the DAC/ADC and the output noise in the hardware-aware "
+                        "fine-tune (recurrent layers then step through each sequence)")
     p.add_argument("--batch", type=int, default=128, help="training batch (default 128)")
     p.add_argument("--chips", type=int, default=5, help="programmed chips (default 5)")
     p.add_argument("--train-images", type=int, default=0, help="0 = all")
@@ -109,8 +112,8 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
         args.hidden = MODELS[args.model][1]
     args.out = args.out or f"results/{args.model}-mnist"
     keys = ("model", "data_dir", "hidden", "epochs", "hwa_epochs", "lr", "hwa_lr", "noise",
-            "out_bound", "batch", "chips", "train_images", "test_images", "calib_images",
-            "seed")
+            "out_bound", "hwa_periphery", "batch", "chips", "train_images", "test_images",
+            "calib_images", "seed")
     return {k: getattr(args, k) for k in keys}
 
 
@@ -175,11 +178,16 @@ def main(argv: list[str] | None = None) -> int:
 
     cfg = presets.pcm_joshi2020()
     cfg.tile.out_bound = args.out_bound
-    hwa_cfg = HWAConfig(noise=args.noise)
+    hwa_cfg = HWAConfig(noise=args.noise, dac_adc=args.hwa_periphery,
+                        out_noise=args.hwa_periphery)
     hwa = convert(copy.deepcopy(net), cfg)
     ckpt = work / "hwa.ckpt.pt"
     if not ckpt.is_file():
         clip_weights(hwa, hwa_cfg.clip_sigma)
+        if args.hwa_periphery:
+            # the chip's static DAC ranges, which set the units of the simulated ADC and
+            # output noise (buffers: a resumed run keeps them)
+            calibrate_inputs(hwa, calib, batches=len(calib))
     hwa_hist = _train(hwa, train, args.hwa_epochs, args.hwa_lr, hwa_cfg, ckpt, args.seed + 1,
                       "HWA fine-tune", progress)
     if store.get("hwa_digital_accuracy") is None:

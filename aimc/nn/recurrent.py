@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn.utils.rnn import PackedSequence
@@ -89,8 +90,10 @@ class AnalogRNNBase(nn.Module):
 
     In training mode the layer runs torch's kernel on its weights (with the hardware-aware
     weight noise of :func:`aimc.training.prepare_hwa`, drawn once per forward pass, so
-    every time step of a sequence sees the same noisy chip); in eval mode it steps
-    through the sequence and every product is an analog read. ``dropout`` (between
+    every time step of a sequence sees the same noisy chip; with the periphery simulated
+    in training, ``HWAConfig(dac_adc=True)`` or ``out_noise=True``, it steps through the
+    sequence instead, each product through the DAC, output noise and ADC); in eval mode
+    it steps through the sequence and every product is an analog read. ``dropout`` (between
     layers) acts in training only, as in torch.
     """
 
@@ -226,7 +229,8 @@ class AnalogRNNBase(nn.Module):
                 if tuple(t.shape) != shape:
                     raise ValueError(f"{kind}: {what} must have shape {shape}, "
                                      f"got {tuple(t.shape)}")
-        if self.training:
+        periphery = self.training and self._periphery_in_training()
+        if self.training and not periphery:
             # torch's fused kernel on this layer's weights (noisy ones under hardware-aware
             # training): the same result as the step loop below, several times faster.
             args = (input,) if hx is None else (input, hx)
@@ -237,6 +241,8 @@ class AnalogRNNBase(nn.Module):
         for layer in range(self.num_layers):
             outs = []
             for d, (ih, hh) in enumerate(self.cells(layer)):
+                if periphery:  # the simulated DAC/ADC and output noise at every step
+                    ih, hh = _training_product(ih), _training_product(hh)
                 k = layer * directions + d
                 seq = x.flip(0) if d else x
                 out, h, c = self._direction(ih, hh, seq, h0[k], None if c0 is None else c0[k])
@@ -244,14 +250,22 @@ class AnalogRNNBase(nn.Module):
                 h_n.append(h)
                 c_n.append(c)
             x = outs[0] if directions == 1 else torch.cat(outs, dim=-1)
+            if self.training and self.dropout and layer < self.num_layers - 1:
+                x = F.dropout(x, self.dropout, training=True)
         out = x.squeeze(1) if unbatched else (x.transpose(0, 1) if self.batch_first else x)
         finals = [torch.stack(h_n)] + ([torch.stack(c_n)] if lstm else [])
         if unbatched:
             finals = [f.squeeze(1) for f in finals]
         return out, (tuple(finals) if lstm else finals[0])
 
-    def _direction(self, ih: nn.Module, hh: nn.Module, seq: Tensor, h: Tensor,
-                   c: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    def _periphery_in_training(self) -> bool:
+        """Whether hardware-aware training simulates the DAC/ADC or output noise here."""
+        hooks = [getattr(m, "hwa", None) for m in self.children()]
+        return any(h is not None and (h.config.dac_adc or h.config.out_noise) for h in hooks)
+
+    def _direction(self, ih: Callable[[Tensor], Tensor], hh: Callable[[Tensor], Tensor],
+                   seq: Tensor, h: Tensor, c: Tensor | None
+                   ) -> tuple[Tensor, Tensor, Tensor | None]:
         """One direction of one layer over ``seq`` (T, B, I), each product a call of its
         layer (an analog read in eval mode): outputs (T, B, H), h, c."""
         cell = CELLS[self.mode][1]
@@ -330,14 +344,16 @@ def _training_weight(layer: nn.Module) -> Tensor:
     """The weight ``layer`` computes with in training mode: its hardware-aware hook's noisy
     weight (gradients flow to the clean one), else the weight itself."""
     hook = getattr(layer, "hwa", None)
-    if hook is None:
-        return layer.weight
-    cfg = hook.config
-    if cfg.dac_adc or cfg.out_noise:
-        raise ValueError("hardware-aware training with the periphery (HWAConfig.dac_adc / "
-                         "out_noise) is not supported for recurrent layers; use weight "
-                         "noise only")
-    return hook.noisy_weight(layer)
+    return layer.weight if hook is None else hook.noisy_weight(layer)
+
+
+def _training_product(layer: nn.Module) -> Callable[[Tensor], Tensor]:
+    """``x -> layer(x)`` in training mode with the simulated periphery: the noisy weights
+    drawn once here (the same chip at every step), the DAC, output noise and ADC applied
+    at every call (every read)."""
+    hook = layer.hwa
+    w, gain = hook.draw(layer)
+    return lambda x: hook.forward_with(layer, x, w, gain)
 
 
 __all__ = ["CELLS", "AnalogGRU", "AnalogLSTM", "AnalogRNN", "AnalogRNNBase", "gru_cell",

@@ -254,9 +254,9 @@ class NoiseInjection:
 
     def noisy_weight(self, layer: AnalogLayerMixin) -> Tensor:
         """W + std * N(0, 1), fresh per call; gradients flow to the clean W."""
-        return self._noisy_weight(layer)[0]
+        return self.draw(layer)[0]
 
-    def _noisy_weight(self, layer: AnalogLayerMixin) -> tuple[Tensor, float]:
+    def draw(self, layer: AnalogLayerMixin) -> tuple[Tensor, float]:
         """The noisy weight and the gain GDC applies to the tile outputs (1 but for
         "pcm-drift", where it is alpha at the drawn read time)."""
         w = layer.weight
@@ -282,8 +282,16 @@ class NoiseInjection:
         return w + std * noise.to(w.device), 1.0
 
     def __call__(self, layer: AnalogLayerMixin, x: Tensor) -> Tensor:
+        w, gain = self.draw(layer)
+        return self.forward_with(layer, x, w, gain)
+
+    def forward_with(self, layer: AnalogLayerMixin, x: Tensor, w: Tensor, gain: float
+                     ) -> Tensor:
+        """The layer's training-mode output with weights ``w`` (drawn by
+        :meth:`draw`, whose GDC ``gain`` scales the output noise): the DAC, output
+        noise and ADC of the config on top (Joshi et al. 2020 Methods). A recurrent layer
+        draws ``w`` once per sequence and calls this at every time step."""
         cfg = self.config
-        w, gain = self._noisy_weight(layer)
         if not (cfg.dac_adc or cfg.out_noise):
             return _forward_with(layer, x, w, layer.bias)
         tile = layer.analog_config.tile
