@@ -76,9 +76,10 @@ import torch
 
 import aimc
 from aimc.config import AnalogConfig, MappingConfig, TileConfig
+from aimc.data import random_subset
 from aimc.data.cifar import IMAGENET_MEAN, IMAGENET_STD, CifarLoader, load_cifar10
 from aimc.devices import PCM
-from aimc.experiments.joshi2020 import DEFAULT_PRETRAINED, _finetune, _subset, reestimate_bn
+from aimc.experiments.joshi2020 import DEFAULT_PRETRAINED, _finetune, reestimate_bn
 from aimc.functional import tile as ft
 from aimc.nn import batch_norms
 from aimc.training.hwa import CHECKPOINT_FORMAT, HWAConfig, prepare_hwa, remove_hwa
@@ -110,7 +111,7 @@ def _protocol(data_dir: str) -> tuple[torch.Tensor, torch.Tensor, CifarLoader, C
     3,000 test images (test)."""
     x, y = load_cifar10(data_dir, "train")
     xt, yt = load_cifar10(data_dir, "test")
-    xc, yc = _subset(x, y, 2000, 2)
+    xc, yc = random_subset(x, y, 2000, 2)
     return (x, y, CifarLoader(xc, yc, 200, **NORM),
             CifarLoader(xc, yc, 200, augment=True, seed=0, **NORM),
             CifarLoader(xt[:3000], yt[:3000], 100, **NORM))
@@ -181,7 +182,7 @@ def _calib_and_test(data_dir: str) -> tuple[CifarLoader, CifarLoader]:
     """2,000 training images for the DAC ranges, the first 2,000 test images."""
     x, y = load_cifar10(data_dir, "train")
     xt, yt = load_cifar10(data_dir, "test")
-    xc, yc = _subset(x, y, 2000, 2)
+    xc, yc = random_subset(x, y, 2000, 2)
     return (CifarLoader(xc, yc, 200, **NORM),
             CifarLoader(xt[:2000], yt[:2000], 100, **NORM))
 
@@ -191,7 +192,7 @@ def components(args: argparse.Namespace) -> None:
     adabs = None
     if args.adabs:  # the study's AdaBS images: 2,000 crop+flip training images
         x, y = load_cifar10(args.data_dir, "train")
-        adabs = CifarLoader(*_subset(x, y, 2000, 2), 200, augment=True, seed=0, **NORM)
+        adabs = CifarLoader(*random_subset(x, y, 2000, 2), 200, augment=True, seed=0, **NORM)
     net = aimc.models.resnet32_cifar(args.checkpoint).eval()
     print("digital", aimc.accuracy(net, test), flush=True)
     pcm = aimc.presets.pcm_joshi2020()
@@ -303,7 +304,7 @@ def input_range(args: argparse.Namespace) -> None:
 
 def bntime(args: argparse.Namespace) -> None:
     x, y, calib, adabs, test = _protocol(args.data_dir)
-    xb, yb = _subset(x, y, 5120, 3)
+    xb, yb = random_subset(x, y, 5120, 3)
     base = aimc.convert(aimc.models.resnet32_cifar(args.checkpoint),
                         aimc.presets.pcm_joshi2020(), digital=args.digital or ())
     trained = {k: v.clone() for k, v in base.state_dict().items()}
@@ -450,7 +451,7 @@ def bnstats(args: argparse.Namespace) -> None:
     trained = {k: v.clone() for k, v in net.state_dict().items()}
     test = CifarLoader(xt[2000:], yt[2000:], 100, **NORM)
     print("trained statistics", aimc.accuracy(net, test), flush=True)
-    cases = [(f"{n} {'augmented' if aug else 'clean'} training images", *_subset(x, y, n, 2),
+    cases = [(f"{n} {'augmented' if aug else 'clean'} training images", *random_subset(x, y, n, 2),
               aug) for n, aug in ((2000, False), (2000, True), (5000, True), (10000, True))]
     cases.append(("2000 clean test images (held out)", xt[:2000], yt[:2000], False))
     for name, xc, yc, aug in cases:

@@ -25,7 +25,7 @@ def _calls(batch_first: bool):
     per-head weights, unbatched."""
     def b(t):  # (B, L, E) -> the layer's layout
         return t if batch_first else t.transpose(0, 1)
-    x, kv = torch.randn(3, 5, 16), torch.randn(3, 7, 16)
+    x, kv, v2 = torch.randn(3, 5, 16), torch.randn(3, 7, 16), torch.randn(3, 7, 16)
     causal = torch.ones(5, 5, dtype=torch.bool).triu(1)
     pad = torch.zeros(3, 7, dtype=torch.bool)
     pad[:, -2:] = True
@@ -37,6 +37,7 @@ def _calls(batch_first: bool):
         ((b(x), b(x), b(x)), {"attn_mask": causal, "is_causal": True,
                               "average_attn_weights": False}),
         ((b(x), b(kv), b(kv)), {"need_weights": False}),
+        ((b(x), b(kv), b(v2)), {}),  # three inputs: three reads of in_proj
         ((x[0], kv[0], kv[0]), {}),
     ]
 

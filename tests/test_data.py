@@ -6,8 +6,9 @@ import struct
 
 import numpy as np
 import pytest
+import torch
 
-from aimc.data import load_mnist, load_mnist_small, read_idx
+from aimc.data import load_mnist, load_mnist_small, random_subset, read_idx
 from aimc.experiments import write_results
 
 
@@ -59,3 +60,13 @@ def test_results_file(tmp_path):
     with pytest.raises(ValueError, match="rows\\[0\\] lacks"):
         write_results(tmp_path / "t.json", study="s", command="c", dataset="d",
                       started="x", runtime_s=0, rows=[{"mean": 1}])
+
+
+def test_random_subset_is_seeded_and_without_replacement():
+    x, y = torch.arange(100).float().unsqueeze(1), torch.arange(100)
+    a, b = random_subset(x, y, 30, seed=4), random_subset(x, y, 30, seed=4)
+    assert torch.equal(a[1], b[1]) and torch.equal(a[0][:, 0].long(), a[1])
+    assert len(set(a[1].tolist())) == 30
+    assert not torch.equal(random_subset(x, y, 30, seed=5)[1], a[1])
+    for n in (0, 100, 500):
+        assert random_subset(x, y, n, seed=1)[1] is y

@@ -3,6 +3,7 @@
 from .bundled import load_mnist_small
 from .cifar import IMAGENET_MEAN, IMAGENET_STD, CifarLoader, load_cifar10
 from .mnist import load_mnist, read_idx
+from .subset import random_subset
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "CifarLoader", "load_cifar10", "load_mnist",
-           "load_mnist_small", "read_idx"]
+           "load_mnist_small", "random_subset", "read_idx"]

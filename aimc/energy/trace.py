@@ -205,7 +205,8 @@ def _merge_call(first: Op, again: Op) -> None:
 
 
 class _Tracer:
-    def __init__(self, analog: dict[str, nn.Module], measure_activity: bool) -> None:
+    def __init__(self, analog: dict[str, nn.Module], measure_activity: bool,
+                 products: set[str]) -> None:
         self.analog = analog
         self.measure = measure_activity
         self.ops: list[Op] = []
@@ -219,7 +220,7 @@ class _Tracer:
         self.weighted: dict[str, Op] = {}
         # Modules whose matrix products multiply activations by activations (attention):
         # digital MACs there, not an unsupported weight function.
-        self.products: set[str] = set()
+        self.products = products
 
     # modules -------------------------------------------------------------------------------
     def is_costed(self, name: str, m: nn.Module) -> bool:
@@ -228,7 +229,6 @@ class _Tracer:
         if isinstance(m, CONTAINERS):
             # made of analog layers (traced one by one) and functions (the attention's
             # products, its bias adds): transparent
-            self.products |= {name} if isinstance(m, AnalogMultiheadAttention) else set()
             return False
         return any(True for _ in m.parameters(recurse=False))  # unsupported: still opaque
 
@@ -318,10 +318,11 @@ class _Tracer:
         ctx = self.stack[-1] if self.stack else ""
         ctx = ctx or "(model)"
         if fname in ACTIVATION_PRODUCTS and ctx in self.products:
-            a, b = (t for t in args[:2])
-            self.ops.append(Op(self._label(ctx, fname), "digital", fname, _numel(a),
-                               _numel(out), _rows(out), ALL_ROWS,
-                               macs=_numel(out) * int(a.shape[-1]), extra_in=_numel(b)))
+            a, b = args[0], args[1]
+            # both operands move in; each output element sums a's last dim of products
+            self.ops.append(Op(self._label(ctx, fname), "digital", fname,
+                               _numel(a) + _numel(b), _numel(out), _rows(out), ALL_ROWS,
+                               macs=_numel(out) * int(a.shape[-1])))
             return
         if fname in WEIGHT_FUNCTIONS:
             x = next((a for a in args if isinstance(a, Tensor)), None)
@@ -374,7 +375,8 @@ def trace(model: nn.Module, inputs: Tensor) -> Trace:
     analog = dict(analog_layers(model))
     plain = plain_layers(model).eval()
     measure = bool(inputs.abs().sum() > 0)
-    tracer = _Tracer(analog, measure)
+    attention = {n for n, m in plain.named_modules() if isinstance(m, AnalogMultiheadAttention)}
+    tracer = _Tracer(analog, measure, attention)
     handles = []
     for name, m in plain.named_modules():
         handles.append(m.register_forward_pre_hook(

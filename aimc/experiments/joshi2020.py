@@ -40,6 +40,7 @@ import torch
 
 from .. import models, presets
 from ..config import INPUT_RANGES, PAIR_PROGRAMMING, MappingConfig
+from ..data import random_subset
 from ..data.cifar import IMAGENET_MEAN, IMAGENET_STD, CifarLoader, load_cifar10
 from ..inference import accuracy, calibrate_inputs, program
 from ..nn import convert, to_digital
@@ -60,13 +61,6 @@ VARIANTS = {
 DEFAULT_PRETRAINED = "../shared/data/pretrained/resnet32-d509ac18.th"
 QUICK = {"epochs": 1, "train_images": 1000, "test_images": 500, "chips": 2,
          "ablation_chips": 1, "calib_images": 400}
-
-
-def _subset(x: torch.Tensor, y: torch.Tensor, n: int, seed: int):
-    if not n or n >= len(y):
-        return x, y
-    idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:n]
-    return x[idx], y[idx]
 
 
 @torch.no_grad()
@@ -317,9 +311,9 @@ def main(argv: list[str] | None = None) -> int:
         xt, yt = load_cifar10(args.data_dir, "test")
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f"aimc reproduce joshi2020: {err}") from err
-    x, y = _subset(x, y, args.train_images, args.seed)
-    xt, yt = _subset(xt, yt, args.test_images, args.seed + 1)
-    xc, yc = _subset(x, y, args.calib_images, args.seed + 2)
+    x, y = random_subset(x, y, args.train_images, args.seed)
+    xt, yt = random_subset(xt, yt, args.test_images, args.seed + 1)
+    xc, yc = random_subset(x, y, args.calib_images, args.seed + 2)
     norm = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
     train = CifarLoader(x, y, args.batch, shuffle=True, augment=True, seed=args.seed,
                         drop_last=len(y) > args.batch, **norm)

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from .. import models, presets
-from ..data import CifarLoader, load_mnist, load_mnist_small
+from ..data import CifarLoader, load_mnist, load_mnist_small, random_subset
 from ..inference import accuracy, calibrate_inputs, program
 from ..nn import convert, to_digital
 from ..training.hwa import NOISE_KINDS, HWAConfig, clip_weights, train_hwa
@@ -117,13 +117,6 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
     return {k: getattr(args, k) for k in keys}
 
 
-def _subset(x: torch.Tensor, y: torch.Tensor, n: int, seed: int):
-    if not n or n >= len(y):
-        return x, y
-    idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:n]
-    return x[idx], y[idx]
-
-
 def _train(model: torch.nn.Module, loader: CifarLoader, epochs: int, lr: float,
            config: HWAConfig, ckpt: Path, seed: int, desc: str, progress: bool) -> list[dict]:
     """Adam with a per-step cosine decay from ``lr`` to 0, checkpointed every epoch."""
@@ -154,9 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         x, y, xt, yt = load_mnist_small()
         source = "MNIST, the subset aimc ships"
-    x, y = _subset(x, y, args.train_images, args.seed)
-    xt, yt = _subset(xt, yt, args.test_images, args.seed + 1)
-    xc, yc = _subset(x, y, args.calib_images, args.seed + 2)
+    x, y = random_subset(x, y, args.train_images, args.seed)
+    xt, yt = random_subset(xt, yt, args.test_images, args.seed + 1)
+    xc, yc = random_subset(x, y, args.calib_images, args.seed + 2)
     norm = {"mean": MNIST_MEAN, "std": MNIST_STD}
     train = CifarLoader(x, y, args.batch, shuffle=True, seed=args.seed,
                         drop_last=len(y) > args.batch, **norm)
@@ -225,10 +218,10 @@ def main(argv: list[str] | None = None) -> int:
          f"{args.model} (width {args.hidden}), {dataset}; PCM model of Joshi et al. 2020; "
          "mean +- std over chips")
     write_study(out, "seq-mnist", argv, stem=stem, config=config, dataset=dataset,
-                       started=started, runtime_s=runtime(),
-                       baseline={"name": "fp32", "accuracy": fp32_acc}, rows=rows,
-                       energy=energy, training={"fp32": fp32_hist, "hwa": hwa_hist},
-                       hwa_checkpoint=f"{stem}_hwa.pt")
+                started=started, runtime_s=runtime(),
+                baseline={"name": "fp32", "accuracy": fp32_acc}, rows=rows, energy=energy,
+                training={"fp32": fp32_hist, "hwa": hwa_hist},
+                hwa_checkpoint=f"{stem}_hwa.pt")
     return 0
 
 

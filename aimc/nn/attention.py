@@ -65,9 +65,10 @@ class AnalogMultiheadAttention(nn.Module):
     attn_mask, average_attn_weights, is_causal; batch-first or not, unbatched inputs).
     Children: ``in_proj`` (an :class:`AnalogLinear`, 3E x E, holding torch's
     ``in_proj_weight``) and ``out_proj`` (E x E); ``in_proj_bias`` stays a Parameter of
-    this module, added digitally. For self-attention (query, key and value the same
-    tensor) one read of ``in_proj`` gives Q, K and V; otherwise it is read once per input
-    and the needed third of its outputs kept. Not supported (the layer then stays
+    this module, added digitally. ``in_proj`` is read once per distinct input: for
+    self-attention one read gives Q, K and V; for cross-attention on a memory (key and
+    value the same tensor) one read of the query and one of the memory; the outputs of
+    the other rows of a read are dropped. Not supported (the layer then stays
     digital in :func:`aimc.convert`): ``kdim``/``vdim`` other than ``embed_dim``,
     ``add_bias_kv``, ``add_zero_attn``.
     """
@@ -172,8 +173,13 @@ class AnalogMultiheadAttention(nn.Module):
         elif not self.batch_first:
             query, key, value = (t.transpose(0, 1) for t in (query, key, value))
         # (B, L, E) from here on
+        # One read of in_proj per distinct input: Q, K and V of self-attention together,
+        # K and V of a shared memory together.
         if query is key and key is value:
             q, k, v = self._project(query, None).chunk(3, dim=-1)
+        elif key is value:
+            q = self._project(query, 0)
+            _, k, v = self._project(key, None).chunk(3, dim=-1)
         else:
             q, k, v = (self._project(t, i) for i, t in enumerate((query, key, value)))
         batch, q_len, k_len = q.shape[0], q.shape[1], k.shape[1]

@@ -30,7 +30,8 @@ and are listed in the warning)."""
 CONTAINERS = (AnalogRNNBase, AnalogMultiheadAttention)
 """Analog modules made of analog layers (``to_torch()`` gives the torch module back)."""
 
-# Layer types that hold weights but have no analog counterpart yet: reported, kept digital.
+# Layer types that hold weights: when they have no analog version, or one that does not
+# accept this layer (an LSTM with proj_size, attention with kdim), reported and kept digital.
 _WEIGHTED = (nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
              nn.RNNBase, nn.Embedding, nn.Bilinear, nn.MultiheadAttention)
 

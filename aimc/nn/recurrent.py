@@ -351,7 +351,9 @@ def _training_product(layer: nn.Module) -> Callable[[Tensor], Tensor]:
     """``x -> layer(x)`` in training mode with the simulated periphery: the noisy weights
     drawn once here (the same chip at every step), the DAC, output noise and ADC applied
     at every call (every read)."""
-    hook = layer.hwa
+    hook = getattr(layer, "hwa", None)
+    if hook is None:  # a layer left without noise trains as the plain layer
+        return layer
     w, gain = hook.draw(layer)
     return lambda x: hook.forward_with(layer, x, w, gain)
 
