@@ -153,3 +153,23 @@ def test_energy_costs_projections_on_tiles_and_attention_digitally():
     assert rows["layers.0.self_attn:matmul#2"]["macs"] == 2 * 5 * 5 * 8
     assert table.totals["weights"] == 48 * 16 + 16 * 16 + 2 * 32 * 16
     assert table.totals["tiles"] == 4
+
+
+def test_whole_transformer_with_decoder_converts_and_computes_on_an_ideal_chip():
+    # encoder self-attention, decoder self-attention with a causal mask, and the decoder's
+    # cross-attention on the encoder's memory (key and value the same tensor)
+    torch.manual_seed(4)
+    model = nn.Transformer(d_model=16, nhead=4, num_encoder_layers=1, num_decoder_layers=1,
+                           dim_feedforward=32, dropout=0.0, batch_first=True).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = aimc.convert(model, aimc.presets.ideal()).eval()
+    # 1 encoder layer: attention (2) + feed-forward (2); 1 decoder layer: 2 attentions (4)
+    # + feed-forward (2)
+    assert sum(1 for _ in aimc.analog_layers(a)) == 10
+    aimc.program(a, seed=0)
+    src, tgt = torch.randn(2, 7, 16), torch.randn(2, 5, 16)
+    mask = nn.Transformer.generate_square_subsequent_mask(5)
+    with torch.no_grad():
+        torch.testing.assert_close(a(src, tgt, tgt_mask=mask), model(src, tgt, tgt_mask=mask),
+                                   atol=1e-5, rtol=1e-4)
