@@ -112,9 +112,13 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
         args.hidden = MODELS[args.model][1]
     args.out = args.out or f"results/{args.model}-mnist"
     keys = ("model", "data_dir", "hidden", "epochs", "hwa_epochs", "lr", "hwa_lr", "noise",
-            "out_bound", "hwa_periphery", "batch", "chips", "train_images", "test_images",
-            "calib_images", "seed")
-    return {k: getattr(args, k) for k in keys}
+            "out_bound", "batch", "chips", "train_images", "test_images", "calib_images",
+            "seed")
+    settings = {k: getattr(args, k) for k in keys}
+    # Options added later enter only when set, so a run made before them still resumes.
+    if args.hwa_periphery:
+        settings["hwa_periphery"] = True
+    return settings
 
 
 def _train(model: torch.nn.Module, loader: CifarLoader, epochs: int, lr: float,
