@@ -136,6 +136,12 @@ class AnalogRNNBase(nn.Module):
                 for p in self.parameters():
                     p.uniform_(-bound, bound)
 
+    def __getstate__(self):
+        # the torch shell is a cache rebuilt on demand: keep it out of copies and pickles
+        state = dict(self.__dict__)
+        state.pop("_torch_shell", None)
+        return state
+
     def _suffixes(self) -> tuple[str, ...]:
         return ("", "_reverse") if self.bidirectional else ("",)
 
