@@ -285,3 +285,18 @@ def test_seq_mnist_study_runs_the_other_models(tmp_path, model):
     builder = {"gru": aimc.models.gru_mnist, "transformer": aimc.models.transformer_mnist}
     builder[model](16).load_state_dict(
         torch.load(out / f"{model}-mnist_hwa.pt", weights_only=True))
+
+
+def test_copies_and_pickles_leave_the_torch_shell_behind():
+    import copy
+    import io
+    _, a = _pair(kind="gru")
+    x = torch.randn(3, 2, 5)
+    want = a(x)[0]  # training mode: builds the cached torch shell
+    assert "_torch_shell" in a.__dict__
+    buf = io.BytesIO()
+    torch.save(a, buf)
+    buf.seek(0)
+    for b in (copy.deepcopy(a), torch.load(buf, weights_only=False)):
+        assert "_torch_shell" not in b.__dict__
+        torch.testing.assert_close(b(x)[0], want)
