@@ -202,7 +202,8 @@ class AnalogMultiheadAttention(nn.Module):
             out = out.transpose(0, 1)
         if not need_weights:
             return out, None
-        w = weights.mean(dim=1) if average_attn_weights else weights
+        # the weights the values were multiplied by (after dropout in training, as torch)
+        w = attn.mean(dim=1) if average_attn_weights else attn
         return out, (w.squeeze(0) if unbatched else w)
 
 
