@@ -12,6 +12,7 @@ from . import compute, data, devices, energy, functional, models, presets, snn, 
 from .config import AnalogConfig, MappingConfig, TileConfig
 from .inference import (
     accuracy,
+    adc_saturation,
     calibrate_inputs,
     compensate,
     drift,
@@ -45,6 +46,7 @@ __all__ = [
     "MappingConfig",
     "TileConfig",
     "accuracy",
+    "adc_saturation",
     "analog_layers",
     "calibrate_inputs",
     "compensate",

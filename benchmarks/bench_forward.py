@@ -3,7 +3,7 @@
 Eval mode, programmed and drifted to 1 day, PCM preset (8-bit DAC with static input
 ranges, 8-bit ADC, output noise), 2 threads. Cases: Linear 512x512 at batch 256 and a
 ResNet-32-sized Conv2d (64 -> 64, 3x3, 8x8 maps) at batch 256, and the whole CIFAR
-ResNet-32 (all 33 layers analog) at batch 100, each once more with dynamic (per-vector;
+ResNet-32 (all 32 weight layers analog) at batch 100, each once more with dynamic (per-vector;
 per-patch in a conv) input ranges; and the sequential-MNIST LSTM (128 units, 28 steps,
 ``aimc.models.lstm_mnist``) and transformer (2 layers of width 64, 28 tokens,
 ``aimc.models.transformer_mnist``) at batch 100 against their torch modules. Timings interleave the

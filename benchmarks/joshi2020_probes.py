@@ -55,6 +55,11 @@ with GDC alone re-applied at 1 s, 1 h, 1 day and 1 year; against GDC alone and G
 at each time. It asks how much of AdaBS's gain is fixing the chip's static (programming)
 errors, which one calibration at deployment would buy. ``--digital`` as in the study.
 
+``adc CHECKPOINT [--times T ...]``: how often the ADC saturates: per analog layer, the
+share of its conversions at the bound (``aimc.adc_saturation``) on chip 0 at each age T
+with GDC (ahead of the ADC, as the study), the first 1,000 test images; prints the
+largest shares and the mean over layers per time.
+
 ``bnstats CHECKPOINT``: in digital, the network's batch-norm statistics re-estimated (as
 AdaBS does) from clean or crop+flip training images, or from 2,000 clean test images;
 accuracy on the other 8,000 test images; prints one line per case.
@@ -460,6 +465,23 @@ def bnstats(args: argparse.Namespace) -> None:
         print(f"{name:36s} {aimc.accuracy(net.eval(), test):.4f}", flush=True)
 
 
+def adc(args: argparse.Namespace) -> None:
+    calib, test = _calib_and_test(args.data_dir)
+    net = aimc.models.resnet32_cifar(args.checkpoint).eval()
+    analog = aimc.convert(net, aimc.presets.pcm_joshi2020())
+    aimc.calibrate_inputs(analog, calib, batches=10)
+    aimc.program(analog, seed=0)
+    batches = [b for _, b in zip(range(10), test, strict=False)]  # 10 x 100 images
+    for t in args.times:
+        aimc.drift(analog, t)
+        aimc.compensate(analog, "gdc")
+        shares = aimc.adc_saturation(analog, batches, batches=len(batches))
+        top = sorted(shares.items(), key=lambda kv: -kv[1])[:5]
+        mean = sum(shares.values()) / len(shares)
+        print(f"t={t:g} s: mean over {len(shares)} layers {100 * mean:.4f}%; largest "
+              + ", ".join(f"{k} {100 * v:.3f}%" for k, v in top), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", required=True, help="CIFAR-10 python layout")
@@ -522,13 +544,16 @@ def main(argv: list[str] | None = None) -> int:
     ao.add_argument("--digital", nargs="+", help="modules kept digital (as the study's)")
     ao.add_argument("--cal-time", type=float, default=1.0,
                     help="chip age in s at the one calibration")
+    ad = sub.add_parser("adc")
+    ad.add_argument("checkpoint")
+    ad.add_argument("--times", type=float, nargs="+", default=[1.0, 86_400.0, 31_536_000.0])
     b = sub.add_parser("bnstats")
     b.add_argument("checkpoint")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     probes = {"sweep": sweep, "components": components, "gdc": gdc, "noise-scale": noise_scale,
               "input-range": input_range, "bntime": bntime, "layers": layers, "mixed": mixed,
-              "bnstats": bnstats, "adabs-once": adabs_once}
+              "bnstats": bnstats, "adabs-once": adabs_once, "adc": adc}
     probes[args.probe](args)
     return 0
 

@@ -2,11 +2,13 @@
 
 For the networks of ``aimc reproduce seq-mnist --model lstm`` (its HWA network and its
 FP32 network, read from the study's output folder): the share of each analog layer's
-normalised outputs beyond the preset's bound of 10 (chip 0 at 1 s, the first 500 test
-digits), then the accuracy at one day with GDC for ADC ranges of 10, 15, 20 and 30
-normalised units (8-bit ADC over each; 2 chips, the first 2,000 test digits).
+ADC conversions at the preset's bound of 10 (``aimc.adc_saturation``; chip 0 at one day
+with GDC, the first 500 test digits), then the accuracy at one day with GDC for ADC
+ranges of 10, 15, 20 and 30 normalised units (8-bit ADC over each; 2 chips, the first
+2,000 test digits).
 
-    python benchmarks/lstm_out_bound.py results/lstm-mnist --data-dir ../shared/data/mnist
+    python benchmarks/lstm_out_bound.py results/lstm-mnist --data-dir ../shared/data/mnist \
+        --periphery-run results/lstm-mnist-bound10-periphery
 """
 
 from __future__ import annotations
@@ -23,35 +25,23 @@ from aimc.data import CifarLoader, load_mnist
 from aimc.experiments.seq_mnist import MNIST_MEAN, MNIST_STD
 
 
-def networks(study: Path, hidden: int) -> dict[str, torch.nn.Module]:
-    """The study's HWA network and its FP32 network (from the work folder's checkpoint)."""
-    hwa = aimc.models.lstm_mnist(hidden)
-    hwa.load_state_dict(torch.load(study / "lstm-mnist_hwa.pt", weights_only=True))
+def _hwa(study: Path, hidden: int) -> torch.nn.Module:
+    net = aimc.models.lstm_mnist(hidden)
+    net.load_state_dict(torch.load(study / "lstm-mnist_hwa.pt", weights_only=True))
+    return net.eval()
+
+
+def networks(study: Path, hidden: int, periphery_run: Path | None
+             ) -> dict[str, torch.nn.Module]:
+    """The study's HWA network, its FP32 network (from the work folder's checkpoint) and,
+    if given, the HWA network of a ``--hwa-periphery`` run."""
     fp32 = aimc.models.lstm_mnist(hidden)
     ckpt = torch.load(study / "work" / "fp32.ckpt.pt", weights_only=True)
     fp32.load_state_dict(ckpt["model"])
-    return {"hwa": hwa.eval(), "fp32-trained": fp32.eval()}
-
-
-def clipped_shares(amodel: torch.nn.Module, x: torch.Tensor, bound: float) -> dict[str, float]:
-    """Per analog layer: the fraction of its normalised outputs (W / max|W| times the
-    DAC-normalised input) with magnitude above ``bound``."""
-    shares: dict[str, list[float]] = {}
-    handles = []
-    for name, layer in aimc.analog_layers(amodel):
-        def hook(m, args, out, name=name):
-            r = float(m.input_range)
-            y = torch.nn.functional.linear(args[0].clamp(-r, r) / r,
-                                           m.weight / m.weight.abs().max())
-            shares.setdefault(name, []).append(float((y.abs() > bound).float().mean()))
-        handles.append(layer.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            amodel(x)
-    finally:
-        for h in handles:
-            h.remove()
-    return {k: sum(v) / len(v) for k, v in shares.items()}
+    nets = {"hwa": _hwa(study, hidden), "fp32-trained": fp32.eval()}
+    if periphery_run is not None:
+        nets["hwa with the periphery"] = _hwa(periphery_run, hidden)
+    return nets
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,6 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", required=True, help="folder with the MNIST IDX files")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--bounds", type=float, nargs="+", default=[10.0, 15.0, 20.0, 30.0])
+    p.add_argument("--periphery-run", type=Path, default=None,
+                   help="output folder of a --hwa-periphery run, measured as well")
     args = p.parse_args(argv)
     torch.set_num_threads(2)
     x, y = load_mnist(args.data_dir, "train")
@@ -69,13 +61,15 @@ def main(argv: list[str] | None = None) -> int:
     test = CifarLoader(xt[:2000], yt[:2000], 500, **norm)
     calib = CifarLoader(x[:2000], y[:2000], 500, **norm)
     probe = next(iter(CifarLoader(xt[:500], yt[:500], 500, **norm)))[0]
-    for name, net in networks(args.study, args.hidden).items():
+    for name, net in networks(args.study, args.hidden, args.periphery_run).items():
         base = aimc.presets.pcm_joshi2020()
         amodel = aimc.convert(net, base).eval()
         aimc.calibrate_inputs(amodel, calib, batches=len(calib))
         aimc.program(amodel, seed=0)
-        shares = clipped_shares(amodel, probe, base.tile.out_bound)
-        print(f"{name}: outputs beyond {base.tile.out_bound:g}: "
+        aimc.drift(amodel, 86_400.0)
+        aimc.compensate(amodel, "gdc")
+        shares = aimc.adc_saturation(amodel, [probe])
+        print(f"{name}: ADC conversions at the bound of {base.tile.out_bound:g} (1 day, GDC): "
               + ", ".join(f"{k} {100 * v:.2f}%" for k, v in shares.items())
               + "; max|W|: " + ", ".join(f"{k} {float(m.weight.detach().abs().max()):.3f}"
                                          for k, m in aimc.analog_layers(amodel)), flush=True)

@@ -541,3 +541,30 @@ def test_transformer_layers_run_on_their_tiles_without_gradients():
         # a year of drift without compensation: the chip must show (the fused kernel
         # gave exactly the digital result)
         assert float((pcm(x) - enc(x)).abs().mean()) > 0.05
+
+
+def test_adc_saturation_counts_the_conversions_beyond_the_bound():
+    # Ideal devices, no DAC, no output noise, one tile: the ADC sees (x / r) @ (W / max|W|)^T
+    # in normalised units, so the clipped share is known exactly.
+    torch.manual_seed(11)
+    lin = nn.Linear(64, 32, bias=False)
+    x = torch.randn(50, 64) * 3
+    cfg = aimc.presets.ideal()
+    cfg.tile.dac_bits, cfg.tile.adc_bits, cfg.tile.out_noise = 0, 8, 0.0
+    cfg.tile.out_bound, cfg.tile.input_range = 1.5, "static"
+    layer = aimc.convert(lin, cfg).eval()
+    aimc.calibrate_inputs(layer, [x], quantile=1.0)
+    aimc.program(layer, seed=0)
+    r = float(layer.input_range)
+    y_n = F.linear(x / r, lin.weight / lin.weight.abs().max())
+    want = float((y_n.abs() > 1.5).float().mean())
+    assert 0.05 < want < 0.95  # the case tests something
+    got = aimc.adc_saturation(layer, [x[:20], (x[20:], None)])
+    assert list(got) == [""]  # the converted model is the layer itself
+    assert abs(got[""] - want) < 1e-6
+    assert layer.adc_clips is None  # the counters are gone again
+    cfg.tile.out_bound = 1e6
+    wide = aimc.convert(lin, cfg).eval()
+    aimc.calibrate_inputs(wide, [x], quantile=1.0)
+    aimc.program(wide, seed=0)
+    assert aimc.adc_saturation(wide, [x]) == {"": 0.0}

@@ -213,7 +213,8 @@ def periphery(partial: Tensor, w_scale: Tensor, in_scale: Tensor | float, *,
               alpha: Tensor | None = None, alpha_before_adc: bool = True,
               bias_part: Tensor | None = None,
               generator: torch.Generator | None = None, exact_noise: bool = False,
-              inplace: bool = False, partial_unit: float = 1.0) -> Tensor:
+              inplace: bool = False, partial_unit: float = 1.0,
+              clip_count: list[tuple[int, int]] | None = None) -> Tensor:
     """From normalised partial outputs (B, g, T, out_g, L) to digital outputs (B, g, out_g, L).
 
     Per tile: [+ analog bias row] + output noise, [x GDC alpha, i.e. the ADC range or
@@ -228,7 +229,8 @@ def periphery(partial: Tensor, w_scale: Tensor, in_scale: Tensor | float, *,
     rather than rescaling the whole tensor. ``w_scale`` (g, T, out_g); ``in_scale`` a
     float or (B, g, T, 1, L) per-vector ranges; ``alpha`` a 0-d tensor or (g, out_g)
     per-column factors; ``bias_part`` the analog bias row's output in normalised units,
-    broadcastable to (B, g, out_g, L).
+    broadcastable to (B, g, out_g, L). ``clip_count``, a list, gets one (conversions
+    beyond the bound, conversions) pair per call: how often the ADC saturates.
     """
     if adc_bits and not out_bound:
         raise ValueError("an ADC with bits > 0 needs a bound > 0")
@@ -243,6 +245,8 @@ def periphery(partial: Tensor, w_scale: Tensor, in_scale: Tensor | float, *,
             y.mul_(alpha_t)
     bound = out_bound / partial_unit
     if out_bound:
+        if clip_count is not None:
+            clip_count.append((int((y.abs() > bound).sum()), y.numel()))
         y.clamp_(-bound, bound)
     per_vector = isinstance(in_scale, Tensor) and in_scale.dim() > 0
     # Per-vector ranges: y is rescaled by them in place after the ADC, rather than through

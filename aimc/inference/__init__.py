@@ -2,6 +2,7 @@
 
 from .chip import (
     COMPENSATIONS,
+    adc_saturation,
     calibrate_inputs,
     compensate,
     drift,
@@ -10,5 +11,5 @@ from .chip import (
 )
 from .evaluate import accuracy, evaluate_over_time, method_name
 
-__all__ = ["COMPENSATIONS", "accuracy", "calibrate_inputs", "compensate", "drift",
-           "evaluate_over_time", "method_name", "program", "restore_bn_stats"]
+__all__ = ["COMPENSATIONS", "accuracy", "adc_saturation", "calibrate_inputs", "compensate",
+           "drift", "evaluate_over_time", "method_name", "program", "restore_bn_stats"]

@@ -205,3 +205,43 @@ def calibrate_inputs(model: nn.Module, loader: Iterable, batches: int = 10,
         ranges[layer.analog_name] = float(layer.input_range)
         layer._range_stats = []
     return ranges
+
+
+@torch.no_grad()
+def adc_saturation(model: nn.Module, loader: Iterable, batches: int = 10
+                   ) -> dict[str, float]:
+    """Per analog layer, the fraction of its ADC conversions that hit the clipping bound
+    (``TileConfig.out_bound``) on up to ``batches`` batches of ``loader``, read from the
+    chip as it is now (programmed, drifted, compensated: with GDC ahead of the ADC the
+    bound applies to the rescaled outputs).
+
+    A diagnostic for the ADC range (pcm-model.md sec. 5): clipped outputs are lost
+    information, and a few percent of them cost accuracy (docs/RESULTS.md measures an
+    LSTM losing 0.6 point to clipped recurrent outputs and logits); widen the range, or
+    train with the ADC simulated (``HWAConfig(dac_adc=True)``). Layers without a bound
+    report 0. Batches are ``x`` or ``(x, ...)`` tuples.
+    """
+    layers = dict(analog_layers(model))
+    if not layers:
+        raise ValueError("adc_saturation: the model has no analog layers (aimc.convert it)")
+    was_training = model.training
+    model.eval()
+    for layer in layers.values():
+        layer.adc_clips = []
+    try:
+        n = 0
+        for batch in loader:
+            if n >= batches:
+                break
+            model(batch[0] if isinstance(batch, (tuple, list)) else batch)
+            n += 1
+        if n == 0:
+            raise ValueError("adc_saturation: the loader gave no batches")
+        counts = {name: layer.adc_clips for name, layer in layers.items()}
+    finally:
+        for layer in layers.values():
+            layer.adc_clips = None
+        model.train(was_training)
+    return {name: (sum(c for c, _ in calls) / max(1, sum(t for _, t in calls)))
+            for name, calls in counts.items()}
+

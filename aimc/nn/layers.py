@@ -87,6 +87,8 @@ class AnalogLayerMixin:
         # Hardware-aware training hook, set by aimc.training.prepare_hwa: a callable
         # (layer, x) -> y run in training mode instead of the plain digital layer.
         self.hwa = None
+        # Set to a list by aimc.inference.adc_saturation: (clipped, conversions) per read.
+        self.adc_clips: list[tuple[int, int]] | None = None
         dev = self.weight.device
         for key in CHIP_BUFFERS:
             self.register_buffer(key, torch.empty(0, device=dev))
@@ -338,7 +340,8 @@ class AnalogLayerMixin:
             alpha=self.alpha if self.alpha.numel() else None,
             alpha_before_adc=bool(self.gdc_before_adc),
             bias_part=bias_part, generator=self._noise_gen,
-            exact_noise=tile.exact_noise, inplace=True, partial_unit=unit)
+            exact_noise=tile.exact_noise, inplace=True, partial_unit=unit,
+            clip_count=self.adc_clips)
         out = out.reshape(out_shape)
         if self.bias is not None and not self.analog_bias:
             out.add_(self.bias_for(out))
