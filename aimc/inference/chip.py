@@ -244,4 +244,3 @@ def adc_saturation(model: nn.Module, loader: Iterable, batches: int = 10
         model.train(was_training)
     return {name: (sum(c for c, _ in calls) / max(1, sum(t for _, t in calls)))
             for name, calls in counts.items()}
-

@@ -341,7 +341,7 @@ class AnalogLayerMixin:
             alpha_before_adc=bool(self.gdc_before_adc),
             bias_part=bias_part, generator=self._noise_gen,
             exact_noise=tile.exact_noise, inplace=True, partial_unit=unit,
-            clip_count=self.adc_clips)
+            clip_count=getattr(self, "adc_clips", None))  # absent in older pickles
         out = out.reshape(out_shape)
         if self.bias is not None and not self.analog_bias:
             out.add_(self.bias_for(out))
