@@ -21,8 +21,8 @@ from .layers import AnalogLinear, join_name
 
 
 def attention_mask(attn_mask: Tensor | None, key_padding_mask: Tensor | None, batch: int,
-                   heads: int, q_len: int, k_len: int, is_causal: bool, dtype: torch.dtype
-                   ) -> Tensor | None:
+                   heads: int, q_len: int, k_len: int, is_causal: bool, dtype: torch.dtype,
+                   device: torch.device | None = None) -> Tensor | None:
     """The additive mask (B, heads, L, S) of ``nn.MultiheadAttention``'s two masks, or None.
 
     Boolean masks mark what may *not* be attended (True -> -inf); float masks are added.
@@ -36,7 +36,7 @@ def attention_mask(attn_mask: Tensor | None, key_padding_mask: Tensor | None, ba
         return m.to(dtype)
 
     if attn_mask is None and is_causal:
-        attn_mask = torch.ones(q_len, k_len, dtype=torch.bool).triu_(1)
+        attn_mask = torch.ones(q_len, k_len, dtype=torch.bool, device=device).triu_(1)
     mask = None
     if attn_mask is not None:
         if attn_mask.dim() == 2:
@@ -186,7 +186,7 @@ class AnalogMultiheadAttention(nn.Module):
         h, d = self.num_heads, self.head_dim
         q, k, v = (t.reshape(batch, -1, h, d).transpose(1, 2) for t in (q, k, v))
         mask = attention_mask(attn_mask, key_padding_mask, batch, h, q_len, k_len,
-                              is_causal, q.dtype)
+                              is_causal, q.dtype, q.device)
         # Digital: activations times activations, nothing stored in a crossbar.
         scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(d)
         if mask is not None:
