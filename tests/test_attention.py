@@ -173,3 +173,36 @@ def test_whole_transformer_with_decoder_converts_and_computes_on_an_ideal_chip()
     with torch.no_grad():
         torch.testing.assert_close(a(src, tgt, tgt_mask=mask), model(src, tgt, tgt_mask=mask),
                                    atol=1e-5, rtol=1e-4)
+
+
+def test_several_inputs_calibrate_with_a_forward_function():
+    # A bare attention layer takes (query, key, value): the calibration passes feed it
+    # through forward=, so it can run with static DAC ranges and calibrated ADC ranges.
+    # Exact devices and no output noise: what remains is the 8-bit DAC and ADC.
+    torch.manual_seed(3)
+    mha = nn.MultiheadAttention(16, 4, batch_first=True).eval()
+    q, kv = torch.randn(6, 5, 16), torch.randn(6, 7, 16) * 3
+    cfg = aimc.presets.ideal()
+    cfg.tile.dac_bits, cfg.tile.adc_bits, cfg.tile.out_bound = 8, 8, 10.0
+    cfg.tile.input_range = "static"
+    layer = aimc.convert(mha, cfg).eval()
+
+    def feed(m, batch):
+        return m(batch[0], batch[1], batch[1])
+
+    with pytest.raises(TypeError):
+        aimc.calibrate_inputs(layer, [(q, kv)])  # model(q) alone: key and value missing
+    ranges = aimc.calibrate_inputs(layer, [(q, kv)], forward=feed, quantile=1.0)
+    # in_proj reads the query and the key/value inputs; out_proj the attention's output
+    assert ranges["in_proj"] == pytest.approx(float(torch.cat([q, kv], 1).abs().max()))
+    aimc.program(layer, seed=0)
+    with torch.no_grad():
+        want = mha(q, kv, kv)[0]
+        err_fixed = float((layer(q, kv, kv)[0] - want).abs().mean())
+        bounds = aimc.calibrate_outputs(layer, [(q, kv)], forward=feed, quantile=1.0)
+        err_calibrated = float((layer(q, kv, kv)[0] - want).abs().mean())
+    assert set(bounds) == {"in_proj", "out_proj"} and all(0 < b < 5 for b in bounds.values())
+    sat = aimc.adc_saturation(layer, [(q, kv)], forward=feed)
+    assert sat["in_proj"] <= 1 / (6 * 12 * 48) and sat["out_proj"] <= 1 / (6 * 5 * 16)
+    # the ADC's 255 levels now span the outputs rather than +-10
+    assert err_calibrated < 0.5 * err_fixed

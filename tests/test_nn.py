@@ -568,3 +568,91 @@ def test_adc_saturation_counts_the_conversions_beyond_the_bound():
     aimc.calibrate_inputs(wide, [x], quantile=1.0)
     aimc.program(wide, seed=0)
     assert aimc.adc_saturation(wide, [x]) == {"": 0.0}
+
+
+def _ideal_adc_layer(rows: int, bound: float) -> tuple[nn.Linear, aimc.AnalogConfig]:
+    torch.manual_seed(12)
+    lin = nn.Linear(64, 32, bias=False)
+    cfg = aimc.presets.ideal()
+    cfg.tile.dac_bits, cfg.tile.adc_bits, cfg.tile.out_noise = 0, 8, 0.0
+    cfg.tile.out_bound, cfg.tile.input_range, cfg.tile.rows = bound, "static", rows
+    return lin, cfg
+
+
+@pytest.mark.parametrize("rows", [64, 32])
+def test_calibrate_outputs_sets_each_layer_adc_range_to_its_largest_output(rows):
+    # Ideal devices, no DAC, no output noise: tile t's ADC sees
+    # (x_t / r) @ (W_t / max|W_t|)^T, so with quantile 1 the range is its exact maximum.
+    lin, cfg = _ideal_adc_layer(rows, 1e3)
+    x = torch.randn(40, 64) * 2
+    layer = aimc.convert(lin, cfg).eval()
+    aimc.calibrate_inputs(layer, [x], quantile=1.0)
+    aimc.program(layer, seed=0)
+    r = float(layer.input_range)
+    tiles = [(x[:, i:i + rows] / r) @ (w / w.abs().max()).T
+             for i, w in zip(range(0, 64, rows), lin.weight.detach().split(rows, dim=1),
+                             strict=True)]
+    want = max(float(t.abs().max()) for t in tiles)
+    with torch.no_grad():
+        exact = lin(x)
+        coarse = (layer(x) - exact).abs().max()
+    got = aimc.calibrate_outputs(layer, [x[:25], (x[25:], None)], quantile=1.0)
+    assert list(got) == [""] and got[""] == pytest.approx(want, rel=1e-5)
+    assert float(layer.output_bound) == pytest.approx(want, rel=1e-5)
+    assert layer.out_stats is None and not layer.training
+    # at most the largest output itself, at the bound within float rounding
+    assert aimc.adc_saturation(layer, [x])[""] <= 1 / (40 * 32 * len(tiles))
+    with torch.no_grad():
+        fine = (layer(x) - exact).abs().max()
+    # 8 bits over the calibrated range: each tile's rounding error is at most half a
+    # step, times its weight scale and the input range (the range was 1,000 before).
+    w_max = max(float(w.abs().max()) for w in lin.weight.detach().split(rows, dim=1))
+    assert fine <= len(tiles) * 0.5 * want / 127 * w_max * r * 1.001
+    assert fine < coarse / 50
+    # margin, and a quantile below 1 leaves the largest outputs to clip
+    assert aimc.calibrate_outputs(layer, [x], quantile=1.0, margin=2.0)[""] == \
+        pytest.approx(2 * want, rel=1e-5)
+    aimc.calibrate_outputs(layer, [x], quantile=0.9)
+    assert 0.05 < aimc.adc_saturation(layer, [x])[""] < 0.15
+
+
+def test_calibrated_adc_range_is_chip_state():
+    lin, cfg = _ideal_adc_layer(64, 10.0)
+    x = torch.randn(40, 64)
+    layer = aimc.convert(lin, cfg).eval()
+    aimc.calibrate_inputs(layer, [x])
+    aimc.program(layer, seed=0)
+    bound = aimc.calibrate_outputs(layer, [x])[""]
+    assert 0 < bound < 10.0
+    state = layer.state_dict()
+    assert float(state["output_bound"]) == pytest.approx(bound)
+    aimc.drift(layer, 3600.0)
+    aimc.program(layer, seed=1)
+    assert layer.adc_range() == (8, pytest.approx(bound))  # kept, like the input range
+    again = aimc.convert(lin, cfg).eval()
+    again.load_state_dict(state)
+    assert again.adc_range() == (8, pytest.approx(bound))
+    old = {k: v for k, v in state.items() if k != "output_bound"}  # saved before it existed
+    again.load_state_dict(old)
+    assert again.adc_range() == (8, 10.0)
+    layer.output_bound.zero_()
+    assert layer.adc_range() == (8, 10.0)
+
+
+def test_calibrate_outputs_refuses_bad_input():
+    lin, cfg = _ideal_adc_layer(64, 10.0)
+    x = torch.randn(8, 64)
+    layer = aimc.convert(lin, cfg).eval()
+    aimc.calibrate_inputs(layer, [x])
+    with pytest.raises(RuntimeError, match="not programmed"):
+        aimc.calibrate_outputs(layer, [x])
+    aimc.program(layer, seed=0)
+    with pytest.raises(ValueError, match="quantile"):
+        aimc.calibrate_outputs(layer, [x], quantile=0.0)
+    with pytest.raises(ValueError, match="margin"):
+        aimc.calibrate_outputs(layer, [x], margin=-1.0)
+    with pytest.raises(ValueError, match="no batches"):
+        aimc.calibrate_outputs(layer, [])
+    assert layer.out_stats is None and float(layer.output_bound) == 0.0
+    with pytest.raises(ValueError, match="no analog layers"):
+        aimc.calibrate_outputs(lin, [x])

@@ -19,6 +19,7 @@ Conventions (pcm-model.md sec. 1 and 5; Joshi et al. 2020, Methods "Analog MVM")
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -214,7 +215,8 @@ def periphery(partial: Tensor, w_scale: Tensor, in_scale: Tensor | float, *,
               bias_part: Tensor | None = None,
               generator: torch.Generator | None = None, exact_noise: bool = False,
               inplace: bool = False, partial_unit: float = 1.0,
-              clip_count: list[tuple[int, int]] | None = None) -> Tensor:
+              clip_count: list[tuple[int, int]] | None = None,
+              observe: Callable[[Tensor, float], None] | None = None) -> Tensor:
     """From normalised partial outputs (B, g, T, out_g, L) to digital outputs (B, g, out_g, L).
 
     Per tile: [+ analog bias row] + output noise, [x GDC alpha, i.e. the ADC range or
@@ -231,6 +233,8 @@ def periphery(partial: Tensor, w_scale: Tensor, in_scale: Tensor | float, *,
     per-column factors; ``bias_part`` the analog bias row's output in normalised units,
     broadcastable to (B, g, out_g, L). ``clip_count``, a list, gets one (conversions
     beyond the bound, conversions) pair per call: how often the ADC saturates.
+    ``observe(y, partial_unit)`` is called with what the ADC receives (after the noise and
+    an alpha ahead of the ADC), e.g. to calibrate its range.
     """
     if adc_bits and not out_bound:
         raise ValueError("an ADC with bits > 0 needs a bound > 0")
@@ -243,6 +247,8 @@ def periphery(partial: Tensor, w_scale: Tensor, in_scale: Tensor | float, *,
         alpha_t = alpha if alpha.dim() == 0 else alpha[:, None, :, None]
         if alpha_before_adc:
             y.mul_(alpha_t)
+    if observe is not None:
+        observe(y, partial_unit)
     bound = out_bound / partial_unit
     if out_bound:
         if clip_count is not None:

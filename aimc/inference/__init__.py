@@ -4,6 +4,7 @@ from .chip import (
     COMPENSATIONS,
     adc_saturation,
     calibrate_inputs,
+    calibrate_outputs,
     compensate,
     drift,
     program,
@@ -11,5 +12,6 @@ from .chip import (
 )
 from .evaluate import accuracy, evaluate_over_time, method_name
 
-__all__ = ["COMPENSATIONS", "accuracy", "adc_saturation", "calibrate_inputs", "compensate",
-           "drift", "evaluate_over_time", "method_name", "program", "restore_bn_stats"]
+__all__ = ["COMPENSATIONS", "accuracy", "adc_saturation", "calibrate_inputs",
+           "calibrate_outputs", "compensate", "drift", "evaluate_over_time", "method_name",
+           "program", "restore_bn_stats"]

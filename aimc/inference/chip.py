@@ -20,6 +20,30 @@ def _layers(model: nn.Module, what: str) -> list[AnalogLayerMixin]:
     return layers
 
 
+def _inputs(batch: Any) -> Any:
+    """The model input of a batch: ``x`` or the first element of ``(x, ...)``."""
+    return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+def _feed(model: nn.Module, loader: Iterable, batches: int | None, what: str,
+          forward: Callable[[nn.Module, Any], Any] | None = None) -> int:
+    """Run up to ``batches`` batches of ``loader`` (all if None) through ``model`` and
+    return how many ran; ``forward(model, batch)`` replaces ``model(x)`` for models that
+    take several inputs. Raises if the loader gave none."""
+    n = 0
+    for batch in loader:
+        if batches is not None and n >= batches:
+            break
+        if forward is None:
+            model(_inputs(batch))
+        else:
+            forward(model, batch)
+        n += 1
+    if n == 0:
+        raise ValueError(f"{what}: the loader gave no batches")
+    return n
+
+
 def program(model: nn.Module, seed: int = 0) -> nn.Module:
     """Program the chip once: map weights to PCM pairs, sample programming noise and
     drift exponents per device (pcm-model.md sec. 1-3) and read it at t = 0.
@@ -84,7 +108,7 @@ def restore_bn_stats(model: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def _adabs(model: nn.Module, *, loader: Iterable | None = None, batches: int | None = None,
-           **_: Any) -> None:
+           forward: Callable[[nn.Module, Any], Any] | None = None, **_: Any) -> None:
     if loader is None:
         raise ValueError("adabs: pass loader= with calibration batches drawn from the "
                          "training data (never the test set)")
@@ -105,14 +129,7 @@ def _adabs(model: nn.Module, *, loader: Iterable | None = None, batches: int | N
         bn.train()
     ok = False
     try:
-        n = 0
-        for batch in loader:
-            if batches is not None and n >= batches:
-                break
-            model(batch[0] if isinstance(batch, (tuple, list)) else batch)
-            n += 1
-        if n == 0:
-            raise ValueError("adabs: the calibration loader gave no batches")
+        _feed(model, loader, batches, "adabs", forward)
         ok = True
     finally:
         for bn, m in zip(bns, momenta, strict=True):
@@ -139,8 +156,9 @@ def compensate(model: nn.Module, method: str | None = "gdc", **options: Any) -> 
 
     ``"adabs"``: adaptive batch-norm statistics (Joshi et al. 2020, Methods). Runs the
     calibration batches of ``loader`` (training data, never test data; ``batches`` limits
-    how many) through the drifted analog network and recomputes every batch-norm layer's
-    running mean and variance (cumulative average), keeping gamma and beta. The adapted
+    how many; ``forward(model, batch)`` runs a model of several inputs) through the
+    drifted analog network and recomputes every batch-norm layer's running mean and
+    variance (cumulative average), keeping gamma and beta. The adapted
     statistics hold for this time only: :func:`drift`, :func:`program` and the next
     ``compensate`` restore the trained ones.
 
@@ -163,14 +181,18 @@ def compensate(model: nn.Module, method: str | None = "gdc", **options: Any) -> 
 
 @torch.no_grad()
 def calibrate_inputs(model: nn.Module, loader: Iterable, batches: int = 10,
-                     quantile: float = 0.9999) -> dict[str, float]:
+                     quantile: float = 0.9999,
+                     forward: Callable[[nn.Module, Any], Any] | None = None
+                     ) -> dict[str, float]:
     """Set each analog layer's static DAC input range from data, as on real chips.
 
     Runs up to ``batches`` batches through the network in digital and keeps, per layer,
     the largest per-batch ``quantile`` of |input| (1.0 = the maximum; a quantile just
     below 1 spends the DAC's levels on the bulk rather than on rare outliers). Layers
     with an analog bias row get a range of at least 1, its constant input.
-    Returns {layer name: range}. Batches are ``x`` or ``(x, ...)`` tuples.
+    Returns {layer name: range}. Batches are ``x`` or ``(x, ...)`` tuples, fed as
+    ``model(x)``; for a model of several inputs pass ``forward(model, batch)``, e.g.
+    ``lambda m, b: m(b[0], b[1], b[2])`` for a bare attention layer.
     """
     if not 0.0 < quantile <= 1.0:
         raise ValueError(f"quantile must be in (0, 1], got {quantile}")
@@ -180,15 +202,7 @@ def calibrate_inputs(model: nn.Module, loader: Iterable, batches: int = 10,
     for layer in layers:
         layer.calibrating, layer.calib_quantile, layer._range_stats = True, quantile, []
     try:
-        n = 0
-        for batch in loader:
-            if n >= batches:
-                break
-            x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            model(x)
-            n += 1
-        if n == 0:
-            raise ValueError("calibrate_inputs: the loader gave no batches")
+        _feed(model, loader, batches, "calibrate_inputs", forward)
     finally:
         for layer in layers:
             layer.calibrating = False
@@ -208,18 +222,79 @@ def calibrate_inputs(model: nn.Module, loader: Iterable, batches: int = 10,
 
 
 @torch.no_grad()
-def adc_saturation(model: nn.Module, loader: Iterable, batches: int = 10
+def calibrate_outputs(model: nn.Module, loader: Iterable, batches: int = 10,
+                      quantile: float = 0.9999, margin: float = 1.0,
+                      forward: Callable[[nn.Module, Any], Any] | None = None
+                      ) -> dict[str, float]:
+    """Set each analog layer's ADC range from data, on the programmed chip.
+
+    The ADC quantises ``[-bound, bound]`` with ``TileConfig.adc_bits`` (pcm-model.md
+    sec. 5). One fixed ``TileConfig.out_bound`` for every layer either clips the layers
+    whose outputs run large (an LSTM's gates and logits) or spends the levels of the
+    others on a range their outputs never reach. This runs up to ``batches`` batches
+    through the chip as it is now, with every ADC off, and keeps per layer the largest
+    per-batch ``quantile`` of |ADC input| (normalised units: after the output noise and a
+    GDC factor ahead of the ADC; every tile of the layer counted), times ``margin``. That
+    becomes the layer's bound (its ``output_bound`` buffer, saved with the state dict),
+    in place of ``out_bound``; the ADC keeps its bits.
+
+    Call it after :func:`program` and :func:`calibrate_inputs`, as a chip is set up
+    before use. The ranges stay through :func:`drift` and the next :func:`program`; with
+    GDC ahead of the ADC (the default) drifted outputs are rescaled to the ranges of the
+    time of calibration. ``margin`` > 1 leaves headroom for chips or times noisier than
+    the calibration. Returns {layer name: bound}. Batches as in
+    :func:`calibrate_inputs`. To go back to the config's range: ``layer.output_bound.zero_()``.
+    """
+    if not 0.0 < quantile <= 1.0:
+        raise ValueError(f"quantile must be in (0, 1], got {quantile}")
+    if not (isinstance(margin, (int, float)) and 0.0 < margin < float("inf")):
+        raise ValueError(f"margin must be a number > 0, got {margin!r}")
+    layers = dict(analog_layers(model))
+    if not layers:
+        raise ValueError("calibrate_outputs: the model has no analog layers (aimc.convert it)")
+    for name, layer in layers.items():
+        if not layer.programmed:
+            raise RuntimeError(f"calibrate_outputs: layer '{name}' is not programmed: call "
+                               "aimc.program(model, seed=...) first")
+    was_training = model.training
+    model.eval()
+    for layer in layers.values():
+        layer.out_stats, layer.out_quantile = [], quantile
+    try:
+        _feed(model, loader, batches, "calibrate_outputs", forward)
+        stats = {name: layer.out_stats for name, layer in layers.items()}
+    finally:
+        for layer in layers.values():
+            layer.out_stats = None
+        model.train(was_training)
+    bounds = {}
+    for name, layer in layers.items():
+        if not stats[name]:
+            raise RuntimeError(f"calibrate_outputs: layer '{name}' was not read (is it "
+                               "used in forward?)")
+        value = max(stats[name]) * margin
+        # An all-zero output (a layer of zero weights) keeps the config's range.
+        layer.output_bound.fill_(value if value > 0 else 0.0)
+        bounds[name] = layer.adc_range()[1]
+    return bounds
+
+
+@torch.no_grad()
+def adc_saturation(model: nn.Module, loader: Iterable, batches: int = 10,
+                   forward: Callable[[nn.Module, Any], Any] | None = None
                    ) -> dict[str, float]:
     """Per analog layer, the fraction of its ADC conversions that hit the clipping bound
-    (``TileConfig.out_bound``) on up to ``batches`` batches of ``loader``, read from the
-    chip as it is now (programmed, drifted, compensated: with GDC ahead of the ADC the
-    bound applies to the rescaled outputs).
+    (``TileConfig.out_bound``, or the layer's range from :func:`calibrate_outputs`) on
+    up to ``batches`` batches of ``loader``, read from the chip as it is now (programmed,
+    drifted, compensated: with GDC ahead of the ADC the bound applies to the rescaled
+    outputs).
 
     A diagnostic for the ADC range (pcm-model.md sec. 5): clipped outputs are lost
     information, and a few percent of them cost accuracy (docs/RESULTS.md measures an
-    LSTM losing 0.6 point to clipped recurrent outputs and logits); widen the range, or
-    train with the ADC simulated (``HWAConfig(dac_adc=True)``). Layers without a bound
-    report 0. Batches are ``x`` or ``(x, ...)`` tuples.
+    LSTM losing 0.6 point to clipped recurrent outputs and logits); widen the range,
+    calibrate it per layer (:func:`calibrate_outputs`), or train with the ADC simulated
+    (``HWAConfig(dac_adc=True)``). Layers without a bound report 0. Batches as in
+    :func:`calibrate_inputs`.
     """
     layers = dict(analog_layers(model))
     if not layers:
@@ -229,14 +304,7 @@ def adc_saturation(model: nn.Module, loader: Iterable, batches: int = 10
     for layer in layers.values():
         layer.adc_clips = []
     try:
-        n = 0
-        for batch in loader:
-            if n >= batches:
-                break
-            model(batch[0] if isinstance(batch, (tuple, list)) else batch)
-            n += 1
-        if n == 0:
-            raise ValueError("adc_saturation: the loader gave no batches")
+        _feed(model, loader, batches, "adc_saturation", forward)
         counts = {name: layer.adc_clips for name, layer in layers.items()}
     finally:
         for layer in layers.values():

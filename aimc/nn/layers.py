@@ -89,10 +89,16 @@ class AnalogLayerMixin:
         self.hwa = None
         # Set to a list by aimc.inference.adc_saturation: (clipped, conversions) per read.
         self.adc_clips: list[tuple[int, int]] | None = None
+        # Set to a list by aimc.inference.calibrate_outputs: the ADC is off and each read
+        # appends the out_quantile of |ADC input| (normalised units).
+        self.out_stats: list[float] | None = None
+        self.out_quantile = 1.0
         dev = self.weight.device
         for key in CHIP_BUFFERS:
             self.register_buffer(key, torch.empty(0, device=dev))
         self.register_buffer("input_range", torch.tensor(0.0, device=dev))
+        # ADC range from aimc.calibrate_outputs (normalised units); 0 = TileConfig.out_bound.
+        self.register_buffer("output_bound", torch.tensor(0.0, device=dev))
         self.register_buffer("chip_seed", torch.tensor(-1, dtype=torch.int64, device=dev))
         self.register_buffer("read_seed", torch.tensor(-1, dtype=torch.int64, device=dev))
         self.register_buffer("t_s", torch.tensor(0.0, dtype=torch.float64, device=dev))
@@ -113,6 +119,8 @@ class AnalogLayerMixin:
             saved = state_dict.get(prefix + key)
             if saved is not None and saved.shape != getattr(self, key).shape:
                 setattr(self, key, torch.empty_like(saved))
+        # State saved before calibrated ADC ranges existed: the config's range.
+        state_dict.setdefault(prefix + "output_bound", torch.zeros(()))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._noise_gen = None  # restart the output-noise stream of the loaded time
 
@@ -295,10 +303,22 @@ class AnalogLayerMixin:
                 f"{type(self).__name__} '{self.analog_name}' is not programmed: call "
                 f"aimc.program(model, seed=...) before you {what} it")
 
+    def adc_range(self) -> tuple[int, float]:
+        """(bits, bound) of this layer's ADC (pcm-model.md sec. 5): the range set by
+        :func:`aimc.calibrate_outputs` if any, else ``TileConfig.out_bound``; (0, 0), no
+        ADC, while ``calibrate_outputs`` observes the layer."""
+        tile = self.analog_config.tile
+        if getattr(self, "out_stats", None) is not None:
+            return 0, 0.0
+        own = getattr(self, "output_bound", None)  # absent in older pickles
+        bound = float(own) if own is not None and float(own) > 0 else tile.out_bound
+        return tile.adc_bits, bound
+
     def analog_forward(self, x: Tensor) -> Tensor:
         """The layer on its tiles: DAC, crossbar MVM, output noise, ADC, digital sum (sec. 5)."""
         self._require_programmed("evaluate")
         tile = self.analog_config.tile
+        adc_bits, out_bound = self.adc_range()
         geo = self.geometry()
         if tile.input_range == "static":
             r = float(self.input_range)
@@ -316,13 +336,13 @@ class AnalogLayerMixin:
                 x_n.round_()
             # Weights pre-scaled by the ADC's codes per unit and the DAC step, so the
             # crossbar output comes out in ADC codes: no rescaling pass.
-            w_fwd, unit = self._forward_weights(tile, 1.0 / q)
+            w_fwd, unit = self._forward_weights(adc_bits, out_bound, 1.0 / q)
             partial, out_shape = self._mvm_static(x_n, w_fwd, geo)
             in_scale = r
             bias_in = torch.tensor(r)
         else:
             q = ft.dac_levels(tile.dac_bits) if tile.dac_bits else 1
-            w_fwd, unit = self._forward_weights(tile, 1.0 / q)
+            w_fwd, unit = self._forward_weights(adc_bits, out_bound, 1.0 / q)
             partial, in_scale, out_shape = self._mvm_dynamic(x, w_fwd, geo)
             bias_in = in_scale[:, :, -1]  # (B, g, 1, L): the last tile's ranges
         bias_part = None
@@ -336,18 +356,21 @@ class AnalogLayerMixin:
             self._noise_gen = torch.Generator().manual_seed(seed)
         out = ft.periphery(
             partial, self.w_scale, in_scale, out_noise=tile.out_noise,
-            out_bound=tile.out_bound, adc_bits=tile.adc_bits,
+            out_bound=out_bound, adc_bits=adc_bits,
             alpha=self.alpha if self.alpha.numel() else None,
             alpha_before_adc=bool(self.gdc_before_adc),
             bias_part=bias_part, generator=self._noise_gen,
             exact_noise=tile.exact_noise, inplace=True, partial_unit=unit,
-            clip_count=getattr(self, "adc_clips", None))  # absent in older pickles
+            clip_count=getattr(self, "adc_clips", None),  # absent in older pickles
+            observe=self._record_output if getattr(self, "out_stats", None) is not None
+            else None)
         out = out.reshape(out_shape)
         if self.bias is not None and not self.analog_bias:
             out.add_(self.bias_for(out))
         return out
 
-    def _forward_weights(self, tile, input_unit: float) -> tuple[Tensor, float]:
+    def _forward_weights(self, adc_bits: int, out_bound: float, input_unit: float
+                         ) -> tuple[Tensor, float]:
         """Weights for the crossbar kernel and the unit its output counts in.
 
         With an ADC the effective weights are pre-multiplied by ``input_unit`` x (ADC codes
@@ -355,9 +378,9 @@ class AnalogLayerMixin:
         derived cache, rebuilt when the chip's weights change. Returns (weights, unit of
         the output in normalised units).
         """
-        if not tile.adc_bits:
+        if not adc_bits:
             return self.w_tiles, input_unit
-        code = ft.dac_levels(tile.adc_bits) / tile.out_bound
+        code = ft.dac_levels(adc_bits) / out_bound
         factor = code * input_unit
         w = self.w_tiles
         cache = getattr(self, "_w_fwd", None)
@@ -393,16 +416,25 @@ class AnalogLayerMixin:
             r.select(tile_dim, -1).clamp_min_(1.0)
         return r
 
-    # -- static input ranges -----------------------------------------------------------------
+    # -- static input ranges and ADC ranges ----------------------------------------------------
     def _record_range(self, x: Tensor) -> None:
-        q = self.calib_quantile
-        a = x.detach().abs().flatten().float()
-        if q >= 1.0 or a.numel() == 0:
-            value = float(a.max()) if a.numel() else 0.0
-        else:
-            k = max(1, min(a.numel(), math.ceil(q * a.numel())))
-            value = float(a.kthvalue(k).values)
-        self._range_stats.append(value)
+        self._range_stats.append(abs_quantile(x, self.calib_quantile))
+
+    def _record_output(self, y: Tensor, unit: float) -> None:
+        self.out_stats.append(abs_quantile(y, self.out_quantile) * unit)
+
+
+def abs_quantile(x: Tensor, q: float) -> float:
+    """The ``q`` quantile of |x| over all elements (q = 1: the maximum; 0 if empty), as a
+    converter range calibrated from data: a quantile just below 1 spends the levels on
+    the bulk, not on rare outliers (pcm-model.md sec. 5)."""
+    a = x.detach().abs().flatten().float()
+    if a.numel() == 0:
+        return 0.0
+    if q >= 1.0:
+        return float(a.max())
+    k = max(1, min(a.numel(), math.ceil(q * a.numel())))
+    return float(a.kthvalue(k).values)
 
 
 def _flatten_lead(x: Tensor, features: int) -> Tensor:
