@@ -72,7 +72,8 @@ class TileConfig:
     adc_bits: int = 8
     """ADC resolution in bits over [-out_bound, out_bound]; 0 = exact."""
     out_bound: float = 10.0
-    """Output clipping bound (normalised units); 0 = unbounded (then adc_bits must be 0)."""
+    """Output clipping bound (normalised units); 0 = unbounded (then adc_bits must be 0).
+    ``aimc.calibrate_outputs`` replaces it, per layer, by a range measured on the chip."""
     out_noise: float = 0.04
     """Std of additive Gaussian noise on every tile output (normalised units); 0 = none."""
     exact_noise: bool = False

@@ -60,6 +60,11 @@ share of its conversions at the bound (``aimc.adc_saturation``) on chip 0 at eac
 with GDC (ahead of the ADC, as the study), the first 1,000 test images; prints the
 largest shares and the mean over layers per time.
 
+``adc-range CHECKPOINT [--margins M ...]``: the ADC range of the PCM preset (10
+normalised units for every layer) against each layer's range calibrated on each chip
+right after programming (``aimc.calibrate_outputs``: the 0.9999 quantile of |ADC input|
+on the 2,000 calibration images, times M); evaluated as ``noise-scale`` does.
+
 ``bnstats CHECKPOINT``: in digital, the network's batch-norm statistics re-estimated (as
 AdaBS does) from clean or crop+flip training images, or from 2,000 clean test images;
 accuracy on the other 8,000 test images; prints one line per case.
@@ -75,6 +80,7 @@ import argparse
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -93,12 +99,17 @@ NORM = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
 
 
 def _gdc_accuracy(net: torch.nn.Module, test: CifarLoader, chips: int,
-                  adabs: CifarLoader | None = None) -> dict[str, float]:
+                  adabs: CifarLoader | None = None,
+                  setup: Callable[[torch.nn.Module], object] | None = None
+                  ) -> dict[str, float]:
     """Mean GDC accuracy over ``chips`` chips at 1 s and 1 day ("1.0", "86400.0"); with
-    ``adabs`` (calibration images) also GDC+AdaBS ("1.0 gdc+adabs", ...)."""
+    ``adabs`` (calibration images) also GDC+AdaBS ("1.0 gdc+adabs", ...). ``setup(net)``
+    runs on each chip right after it is programmed."""
     acc: dict[str, list[float]] = {}
     for seed in range(chips):
         aimc.program(net, seed=seed)
+        if setup is not None:
+            setup(net)
         for t in (1.0, 86_400.0):
             aimc.drift(net, t)
             aimc.compensate(net, "gdc")
@@ -305,6 +316,30 @@ def input_range(args: argparse.Namespace) -> None:
         acc = _gdc_accuracy(analog, test, chips=3, adabs=adabs)
         print(json.dumps({"checkpoint": args.checkpoint, "input_range": "dynamic", **acc}),
               flush=True)
+
+
+def adc_range(args: argparse.Namespace) -> None:
+    _, _, calib, adabs, test = _protocol(args.data_dir)
+    net = aimc.models.resnet32_cifar(args.checkpoint).eval()
+    analog = aimc.convert(net, aimc.presets.pcm_joshi2020())
+    aimc.calibrate_inputs(analog, calib, batches=10)
+    acc = _gdc_accuracy(analog, test, chips=3, adabs=adabs)
+    print(json.dumps({"checkpoint": args.checkpoint, "adc_range": "preset (10)", **acc}),
+          flush=True)
+    for margin in args.margins:
+        ranges: list[dict[str, float]] = []
+
+        def setup(m: torch.nn.Module, g: float = margin,
+                  out: list[dict[str, float]] = ranges) -> None:
+            out.append(aimc.calibrate_outputs(m, calib, margin=g))
+
+        acc = _gdc_accuracy(analog, test, chips=3, adabs=adabs, setup=setup)
+        bounds = [b for r in ranges for b in r.values()]
+        print(json.dumps({"checkpoint": args.checkpoint,
+                          "adc_range": f"calibrated per layer and chip, margin {margin}",
+                          "ranges_min_median_max": [min(bounds),
+                                                    sorted(bounds)[len(bounds) // 2],
+                                                    max(bounds)], **acc}), flush=True)
 
 
 def bntime(args: argparse.Namespace) -> None:
@@ -544,6 +579,9 @@ def main(argv: list[str] | None = None) -> int:
     ao.add_argument("--digital", nargs="+", help="modules kept digital (as the study's)")
     ao.add_argument("--cal-time", type=float, default=1.0,
                     help="chip age in s at the one calibration")
+    ar = sub.add_parser("adc-range")
+    ar.add_argument("checkpoint")
+    ar.add_argument("--margins", type=float, nargs="+", default=[1.0])
     ad = sub.add_parser("adc")
     ad.add_argument("checkpoint")
     ad.add_argument("--times", type=float, nargs="+", default=[1.0, 86_400.0, 31_536_000.0])
@@ -553,7 +591,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     probes = {"sweep": sweep, "components": components, "gdc": gdc, "noise-scale": noise_scale,
               "input-range": input_range, "bntime": bntime, "layers": layers, "mixed": mixed,
-              "bnstats": bnstats, "adabs-once": adabs_once, "adc": adc}
+              "bnstats": bnstats, "adabs-once": adabs_once, "adc": adc,
+              "adc-range": adc_range}
     probes[args.probe](args)
     return 0
 

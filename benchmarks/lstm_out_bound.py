@@ -5,7 +5,9 @@ FP32 network, read from the study's output folder): the share of each analog lay
 ADC conversions at the preset's bound of 10 (``aimc.adc_saturation``; chip 0 at one day
 with GDC, the first 500 test digits), then the accuracy at one day with GDC for ADC
 ranges of 10, 15, 20 and 30 normalised units (8-bit ADC over each; 2 chips, the first
-2,000 test digits).
+2,000 test digits), and with each layer's range calibrated on its chip right after
+programming (``aimc.calibrate_outputs`` on the 2,000 calibration digits, quantile
+0.9999; ``--margins`` times that), with the share of conversions that clip then.
 
     python benchmarks/lstm_out_bound.py results/lstm-mnist --data-dir ../shared/data/mnist \
         --periphery-run results/lstm-mnist-bound10-periphery
@@ -51,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", required=True, help="folder with the MNIST IDX files")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--bounds", type=float, nargs="+", default=[10.0, 15.0, 20.0, 30.0])
+    p.add_argument("--margins", type=float, nargs="*", default=[1.0, 1.5],
+                   help="calibrated ADC ranges: the margins over the measured quantile")
     p.add_argument("--periphery-run", type=Path, default=None,
                    help="output folder of a --hwa-periphery run, measured as well")
     args = p.parse_args(argv)
@@ -87,6 +91,25 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  ADC range {bound:g}: 1 day GDC "
                   + ", ".join(f"{100 * a:.2f}%" for a in accs)
                   + f" (mean {50 * sum(accs):.2f}%)", flush=True)
+        amodel = aimc.convert(net, base).eval()
+        aimc.calibrate_inputs(amodel, calib, batches=len(calib))
+        for margin in args.margins:
+            accs, ranges, clipped = [], [], []
+            for chip in range(2):
+                aimc.program(amodel, seed=chip)
+                ranges.append(aimc.calibrate_outputs(amodel, calib, batches=len(calib),
+                                                     margin=margin))
+                aimc.drift(amodel, 86_400.0)
+                aimc.compensate(amodel, "gdc")
+                accs.append(aimc.accuracy(amodel, test))
+                clipped.append(aimc.adc_saturation(amodel, [probe]))
+            print(f"  ADC range calibrated per layer, margin {margin:g}: 1 day GDC "
+                  + ", ".join(f"{100 * a:.2f}%" for a in accs)
+                  + f" (mean {50 * sum(accs):.2f}%); ranges chip 0: "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in ranges[0].items())
+                  + "; clipped at 1 day, chip 0: "
+                  + ", ".join(f"{k} {100 * v:.3f}%" for k, v in clipped[0].items()),
+                  flush=True)
     return 0
 
 

@@ -163,6 +163,17 @@ def test_evaluate_over_time_uses_independent_chips_and_resumes(data, monkeypatch
     assert [r["values"] for r in rows2] == [r["values"] for r in rows]
     with pytest.raises(ValueError, match="calib_loader"):
         aimc.evaluate_over_time(amodel, test, times, chips=1, compensation=["adabs"])
+    # on_program sets each chip up right after it is programmed, before any time
+    programmed.clear()
+    set_up = []
+
+    def on_program(m, chip):
+        ages = {float(layer.t_s) for _, layer in aimc.analog_layers(m)}
+        set_up.append((chip, programmed[-1], ages))
+
+    aimc.evaluate_over_time(amodel, test, [3600.0], chips=2, compensation=["gdc"], seed=10,
+                            on_program=on_program)
+    assert set_up == [(0, 10, {0.0}), (1, 11, {0.0})]
 
 
 def test_chip_buffers_untouched_by_adabs(data):

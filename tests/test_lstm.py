@@ -272,15 +272,17 @@ def test_seq_mnist_study_writes_results_and_resumes(tmp_path, capsys):
                   str(tmp_path / "o2"), "--quick"])
 
 
-@pytest.mark.parametrize("model", ["gru", "transformer"])
-def test_seq_mnist_study_runs_the_other_models(tmp_path, model):
+@pytest.mark.parametrize("model,extra", [("gru", ["--calibrate-adc"]), ("transformer", [])])
+def test_seq_mnist_study_runs_the_other_models(tmp_path, model, extra):
     from aimc.experiments import seq_mnist
     out = tmp_path / model
     assert seq_mnist.main(["--model", model, "--quick", "--train-images", "200",
                            "--test-images", "100", "--chips", "1", "--hidden", "16",
-                           "--out", str(out), "--no-progress", "--threads", "1"]) == 0
+                           "--out", str(out), "--no-progress", "--threads", "1", *extra]) == 0
     doc = json.loads((out / f"{model}-mnist.json").read_text())
     assert doc["config"]["study"]["model"] == model
+    # a setting added later enters the settings only when given (older runs resume)
+    assert doc["config"]["study"].get("calibrate_adc", False) == bool(extra)
     assert {r["method"] for r in doc["rows"]} >= {"pcm+gdc", "fp32-trained+pcm+gdc"}
     builder = {"gru": aimc.models.gru_mnist, "transformer": aimc.models.transformer_mnist}
     builder[model](16).load_state_dict(

@@ -33,7 +33,7 @@ import torch
 
 from .. import models, presets
 from ..data import CifarLoader, load_mnist, load_mnist_small, random_subset
-from ..inference import accuracy, calibrate_inputs, program
+from ..inference import accuracy, calibrate_inputs, calibrate_outputs, program
 from ..nn import convert, to_digital
 from ..training.hwa import NOISE_KINDS, HWAConfig, clip_weights, train_hwa
 from . import demo
@@ -72,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out-bound", type=float, default=20.0,
                    help="ADC range of the tiles in normalised units (default 20: the "
                         "preset's 10 clips the recurrent and output layers, docs/RESULTS.md)")
+    p.add_argument("--calibrate-adc", action="store_true",
+                   help="set each layer's ADC range on each chip right after programming "
+                        "(aimc.calibrate_outputs on the calibration digits, quantile "
+                        "0.9999) instead of --out-bound for every layer")
     p.add_argument("--hwa-periphery", action="store_true",
                    help="simulate the DAC/ADC and the output noise in the hardware-aware "
                         "fine-tune (recurrent layers then step through each sequence)")
@@ -118,6 +122,8 @@ def _settings(args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict
     # Options added later enter only when set, so a run made before them still resumes.
     if args.hwa_periphery:
         settings["hwa_periphery"] = True
+    if args.calibrate_adc:
+        settings["calibrate_adc"] = True
     return settings
 
 
@@ -198,12 +204,17 @@ def main(argv: list[str] | None = None) -> int:
     # -- PCM chips over time -----------------------------------------------------------------
     nets = {"hwa": hwa.eval(), "fp32": convert(net, cfg).eval()}
     rows: list[dict] = []
+
+    def set_up(model: torch.nn.Module, chip: int) -> None:
+        calibrate_outputs(model, calib, batches=len(calib))
+
     for variant, device_name in VARIANTS.items():
         calibrate_inputs(nets[variant], calib, batches=len(calib))
         print(f"evaluating the {variant} network: {args.chips} chips x {len(TIMES)} times")
         rows += store.over_time(variant, nets[variant], test, list(TIMES.values()),
                                 chips=args.chips, compensation=("none", "gdc"),
-                                seed=args.seed, device_name=device_name, progress=progress)
+                                seed=args.seed, device_name=device_name, progress=progress,
+                                on_program=set_up if args.calibrate_adc else None)
     program(nets["hwa"], seed=args.seed)  # the read energy of chip 0's conductances
     energy = demo.energy_summary(nets["hwa"], (1, 28, 28))
 

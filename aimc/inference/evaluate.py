@@ -41,6 +41,7 @@ def evaluate_over_time(model: nn.Module, loader: Iterable, times: Sequence[float
                        calib_batches: int | None = None,
                        known: Mapping[tuple[int, float, str], float] | None = None,
                        on_value: Callable[[int, float, str, float], None] | None = None,
+                       on_program: Callable[[nn.Module, int], Any] | None = None,
                        ) -> list[dict[str, Any]]:
     """Accuracy at each time since programming, mean +- std over ``chips`` chips.
 
@@ -55,6 +56,8 @@ def evaluate_over_time(model: nn.Module, loader: Iterable, times: Sequence[float
     For resumable studies: ``known`` maps (chip, t, method name) to accuracies measured
     before, which are reused instead of re-evaluated, and ``on_value(chip, t, method,
     accuracy)`` is called after each new evaluation (e.g. to save it).
+    ``on_program(model, chip)`` runs right after each chip is programmed, to set it up as
+    a chip is before use, e.g. its ADC ranges with :func:`aimc.calibrate_outputs`.
     Returns result rows ``{"method", "t_s", "metric", "mean", "std", "n", "values"}``.
     The model is left programmed with the last chip it evaluated.
     """
@@ -79,6 +82,8 @@ def evaluate_over_time(model: nn.Module, loader: Iterable, times: Sequence[float
                     if (chip, t, method_name(device_name, comp)) not in known]
             if todo:
                 program(model, seed=seed + chip)
+                if on_program is not None:
+                    on_program(model, chip)
             for t in times:
                 for comp in compensation:
                     name = method_name(device_name, comp)
