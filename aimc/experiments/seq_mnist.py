@@ -13,7 +13,9 @@ noise (``--noise``, the PCM chain by default), programs ``--chips`` chips of eac
 evaluates them at 1 s, 1 h, 1 day, 1 month and 1 year, without compensation and with
 global drift compensation. The ADC range is 20 normalised units (``--out-bound``)
 instead of the preset's 10, which clips a few percent of an LSTM's recurrent products
-and a fifth of its logits (docs/RESULTS.md). Writes ``MODEL-mnist.json``, ``.png`` and
+and a fifth of its logits (docs/RESULTS.md); ``--calibrate-adc`` instead sets each
+layer's range on each chip from the calibration digits (:func:`aimc.calibrate_outputs`).
+Writes ``MODEL-mnist.json``, ``.png`` and
 ``_config.json`` into ``--out``; the work folder keeps per-epoch checkpoints and every
 finished accuracy, so an interrupted run resumes where it stopped.
 
