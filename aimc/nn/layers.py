@@ -339,7 +339,7 @@ class AnalogLayerMixin:
             w_fwd, unit = self._forward_weights(adc_bits, out_bound, 1.0 / q)
             partial, out_shape = self._mvm_static(x_n, w_fwd, geo)
             in_scale = r
-            bias_in = torch.tensor(r)
+            bias_in: Tensor | float = r
         else:
             q = ft.dac_levels(tile.dac_bits) if tile.dac_bits else 1
             w_fwd, unit = self._forward_weights(adc_bits, out_bound, 1.0 / q)
@@ -349,7 +349,8 @@ class AnalogLayerMixin:
         if self.analog_bias:
             # The bias row is driven by a constant input of 1, which goes through the DAC
             # like any other input of the last tile.
-            bias_part = self.b_tiles.unsqueeze(-1) * ft.dac(1.0 / bias_in, tile.dac_bits)
+            bias_part = self.b_tiles.unsqueeze(-1) * ft.dac(1.0 / torch.as_tensor(bias_in),
+                                                            tile.dac_bits)
         if self._noise_gen is None and tile.out_noise:
             # Output noise is temporal: a stream per (chip, read), restarted by drift/load.
             seed = mix_seed("out", int(self.read_seed), self.analog_name)
