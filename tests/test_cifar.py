@@ -180,13 +180,13 @@ def test_study_trains_the_fp32_baseline_with_the_same_sam_unless_told(tmp_path):
 @pytest.mark.parametrize("extra", [[], ["--distill", "0.5", "--sam-rho", "0.5"],
                                    ["--pairs", "2", "--pair-programming", "closed",
                                     "--input-range", "dynamic"],
-                                   ["--digital", "layer1", "conv1"]])
+                                   ["--digital", "layer1", "conv1", "--calibrate-adc"]])
 def test_study_runs_end_to_end_on_tiny_data_and_resumes(tmp_path, extra):
     # The whole study on 30 fake training and 12 test images, a random ResNet-32 as the
     # "pretrained" network, with the default pcm-drift noise (and once with distillation
     # from the FP32 network and sharpness-aware steps, once on chips with two pairs per
-    # weight and per-vector input ranges); then the same command again must reuse every
-    # saved number and rewrite identical results.
+    # weight and per-vector input ranges, once mixed with calibrated ADC ranges); then the
+    # same command again must reuse every saved number and rewrite identical results.
     import json
 
     from aimc import models
@@ -213,6 +213,8 @@ def test_study_runs_end_to_end_on_tiny_data_and_resumes(tmp_path, extra):
     assert ("input_range" in first["config"]["study"]) == ("--input-range" in extra)
     assert first["config"]["study"].get("digital") == (
         ["conv1", "layer1"] if "--digital" in extra else None)
+    assert first["config"]["study"].get("calibrate_adc", False) == (
+        "--calibrate-adc" in extra)
     assert ("main" in first["energy"]) == ("--digital" in extra)  # not "all-analog" then
     main_e = first["energy"]["main" if "--digital" in extra else "all-analog"]
     cal = first["energy"]["adabs-calibration"]

@@ -42,7 +42,7 @@ from .. import models, presets
 from ..config import INPUT_RANGES, PAIR_PROGRAMMING, MappingConfig
 from ..data import random_subset
 from ..data.cifar import IMAGENET_MEAN, IMAGENET_STD, CifarLoader, load_cifar10
-from ..inference import accuracy, calibrate_inputs, program
+from ..inference import accuracy, calibrate_inputs, calibrate_outputs, program
 from ..nn import convert, to_digital
 from ..training.hwa import HWAConfig, clip_weights, train_hwa
 from . import demo, plots
@@ -226,6 +226,10 @@ def _parser() -> argparse.ArgumentParser:
                         "(HWAConfig.bn_stats)")
     p.add_argument("--hwa-periphery", action="store_true",
                    help="HWA training also simulates the DAC/ADC and the output noise")
+    p.add_argument("--calibrate-adc", action="store_true",
+                   help="set each layer's ADC range on each chip right after programming "
+                        "(aimc.calibrate_outputs on the DAC-range calibration images) "
+                        "instead of the preset's range for every layer")
     p.add_argument("--adabs-clean", action="store_true",
                    help="AdaBS calibration images without the training augmentation "
                         "(costs about 2 points: docs/joshi2020.md)")
@@ -266,7 +270,7 @@ def _resolve(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit("--adabs-clean and --adabs-augment exclude each other")
     args.adabs_augment = not args.adabs_clean
     # Only when set: runs made before these options stay resumable.
-    for key in ("adabs_augment", "hwa_periphery"):
+    for key in ("adabs_augment", "hwa_periphery", "calibrate_adc"):
         if getattr(args, key):
             study[key] = True
     if args.pcm_scale != 1.0:
@@ -373,6 +377,10 @@ def main(argv: list[str] | None = None) -> int:
                          args.ablation_chips),
     }
     rows: list[dict] = []
+
+    def set_up(model: torch.nn.Module, chip: int) -> None:
+        calibrate_outputs(model, calib, batches=len(calib))
+
     for variant, (net, chips) in nets.items():
         device_name, methods = VARIANTS[variant]
         net.eval()
@@ -382,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         rows += store.over_time(variant, net, test, list(TIMES.values()), chips=chips,
                                 compensation=methods, seed=args.seed,
                                 device_name=device_name, progress=progress,
-                                calib_loader=calib_adabs)
+                                calib_loader=calib_adabs,
+                                on_program=set_up if args.calibrate_adc else None)
     # The read energy uses programmed conductances: those of chip 0, whatever chip the
     # evaluation left programmed (none when every value was resumed).
     for variant in ("hwa", "digital-ends"):
