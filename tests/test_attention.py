@@ -206,34 +206,3 @@ def test_several_inputs_calibrate_with_a_forward_function():
     assert sat["in_proj"] <= 1 / (6 * 12 * 48) and sat["out_proj"] <= 1 / (6 * 5 * 16)
     # the ADC's 255 levels now span the outputs rather than +-10
     assert err_calibrated < 0.5 * err_fixed
-
-
-@pytest.mark.parametrize("masked", [False, True])
-def test_fused_attention_is_costed_as_the_written_out_steps(masked):
-    # Without weights the layer runs torch's fused kernel (as nn.MultiheadAttention does):
-    # the same outputs, and the energy model must cost it as the explicit path.
-    class Attend(nn.Module):
-        def __init__(self, need_weights):
-            super().__init__()
-            self.attn, self.need = nn.MultiheadAttention(16, 2, batch_first=True), need_weights
-
-        def forward(self, x):
-            mask = torch.ones(5, 5, dtype=torch.bool).triu(1) if masked else None
-            return self.attn(x, x, x, attn_mask=mask, need_weights=self.need)[0]
-
-    torch.manual_seed(4)
-    fused, explicit = Attend(False), Attend(True)
-    explicit.load_state_dict(fused.state_dict())
-    chips = [aimc.program(aimc.convert(m, aimc.presets.ideal()).eval(), seed=0)
-             for m in (fused, explicit)]
-    x = torch.randn(3, 5, 16)
-    with torch.no_grad():
-        torch.testing.assert_close(chips[0](x), chips[1](x), atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(chips[0](x), fused(x), atol=1e-5, rtol=1e-5)
-    tables = [estimate(c, "pcm90nm_joshi2020", (5, 16), baselines=()) for c in chips]
-    rows = [{r["name"]: (r["kind"], r["macs"], r["energy_j"]) for r in t.rows} for t in tables]
-    # the explicit path also averages the weights over the heads, since it returns them
-    assert rows[1].pop("attn:mean")[0] == "elementwise"
-    assert rows[0] == rows[1]
-    assert rows[0]["attn:matmul"][:2] == ("digital", 2 * 5 * 5 * 8)
-    assert ("attn:add" in rows[0]) == masked

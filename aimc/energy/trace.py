@@ -187,7 +187,7 @@ class _Recorder(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        self.tracer.on_function(func, args, out, kwargs)
+        self.tracer.on_function(func, args, out)
         return out
 
 
@@ -311,15 +311,12 @@ class _Tracer:
         return float((a / r).clamp(max=1.0).mean())
 
     # functions -----------------------------------------------------------------------------
-    def on_function(self, func, args, out, kwargs: dict | None = None) -> None:
+    def on_function(self, func, args, out) -> None:
         if self.paused or self.costed_depth or not isinstance(out, Tensor):
             return
         fname = getattr(func, "__name__", None) or str(func)
         ctx = self.stack[-1] if self.stack else ""
         ctx = ctx or "(model)"
-        if fname == "scaled_dot_product_attention" and ctx in self.products:
-            self._fused_attention(ctx, args, kwargs or {}, out)
-            return
         if fname in ACTIVATION_PRODUCTS and ctx in self.products:
             a, b = args[0], args[1]
             # both operands move in; each output element sums a's last dim of products
@@ -346,27 +343,6 @@ class _Tracer:
         extra = _numel(tensors[1]) if len(tensors) > 1 else 0
         self.ops.append(Op(self._label(ctx, fname), "elementwise", fname, _numel(x),
                            _numel(out), _rows(out), need, ops={cls: count}, extra_in=extra))
-
-    def _fused_attention(self, ctx: str, args: tuple, kwargs: dict, out: Tensor) -> None:
-        """``F.scaled_dot_product_attention`` costed as the steps it fuses, as when they are
-        written out: Q K^T (digital MACs), the scaling, the additive mask if any, the
-        softmax, and the product with V."""
-        q, k, v = args[:3]
-        mask = kwargs.get("attn_mask", args[3] if len(args) > 3 else None)
-        scores = (*q.shape[:-1], k.shape[-2])
-        n = math.prod(scores)
-        rows = int(scores[2]) if len(scores) >= 3 else 1
-        self.ops.append(Op(self._label(ctx, "matmul"), "digital", "matmul",
-                           _numel(q) + _numel(k), n, rows, ALL_ROWS, macs=n * int(q.shape[-1])))
-        masked = [("add", _numel(mask))] if isinstance(mask, Tensor) else []
-        steps = [("div", 0), *masked, ("softmax", 0)]
-        for fname, extra in steps:
-            cls, _, need = FUNCTION_COSTS[fname]
-            self.ops.append(Op(self._label(ctx, fname), "elementwise", fname, n, n, rows,
-                               need, ops={cls: n}, extra_in=extra))
-        self.ops.append(Op(self._label(ctx, "matmul"), "digital", "matmul", n + _numel(v),
-                           _numel(out), _rows(out), ALL_ROWS,
-                           macs=_numel(out) * int(k.shape[-2])))
 
     def _label(self, ctx: str, fname: str) -> str:
         base = f"{ctx}:{fname}"

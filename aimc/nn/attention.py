@@ -149,8 +149,7 @@ class AnalogMultiheadAttention(nn.Module):
         of ``x``, bias included."""
         y = self.in_proj(x)
         if self.in_proj_bias is not None:
-            # in place when no graph is recorded: y is this read's own fresh output
-            y = y + self.in_proj_bias if torch.is_grad_enabled() else y.add_(self.in_proj_bias)
+            y = y + self.in_proj_bias
         if part is None:
             return y
         e = self.embed_dim
@@ -189,23 +188,19 @@ class AnalogMultiheadAttention(nn.Module):
         mask = attention_mask(attn_mask, key_padding_mask, batch, h, q_len, k_len,
                               is_causal, q.dtype, q.device)
         # Digital: activations times activations, nothing stored in a crossbar.
-        dropout = self.dropout if self.training else 0.0
-        attn = None
-        if need_weights:
-            scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(d)
-            if mask is not None:
-                scores = scores + mask
-            weights = torch.softmax(scores, dim=-1)
-            attn = F.dropout(weights, dropout, training=True) if dropout else weights
-            out = torch.matmul(attn, v)
-        else:  # torch's fused kernel, as nn.MultiheadAttention uses without weights
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
-        out = self.out_proj(out.transpose(1, 2).reshape(batch, q_len, self.embed_dim))
+        scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(d)
+        if mask is not None:
+            scores = scores + mask
+        weights = torch.softmax(scores, dim=-1)
+        attn = F.dropout(weights, self.dropout, training=True) if (
+            self.training and self.dropout) else weights
+        out = torch.matmul(attn, v).transpose(1, 2).reshape(batch, q_len, self.embed_dim)
+        out = self.out_proj(out)
         if unbatched:
             out = out.squeeze(0)
         elif not self.batch_first:
             out = out.transpose(0, 1)
-        if attn is None:
+        if not need_weights:
             return out, None
         # the weights the values were multiplied by (after dropout in training, as torch)
         w = attn.mean(dim=1) if average_attn_weights else attn
