@@ -656,3 +656,23 @@ def test_calibrate_outputs_refuses_bad_input():
     assert layer.out_stats is None and float(layer.output_bound) == 0.0
     with pytest.raises(ValueError, match="no analog layers"):
         aimc.calibrate_outputs(lin, [x])
+
+
+def test_layer_pickled_before_calibrated_adc_ranges_still_runs_and_calibrates():
+    import pickle
+    lin, cfg = _ideal_adc_layer(64, 10.0)
+    x = torch.randn(40, 64)
+    layer = aimc.convert(lin, cfg).eval()
+    aimc.calibrate_inputs(layer, [x])
+    aimc.program(layer, seed=0)
+    with torch.no_grad():
+        want = layer(x)
+    # as pickled by an aimc without the buffer and the observer attributes
+    del layer._buffers["output_bound"]
+    del layer.out_stats, layer.out_quantile
+    old = pickle.loads(pickle.dumps(layer))
+    assert old.adc_range() == (8, 10.0)
+    with torch.no_grad():
+        torch.testing.assert_close(old(x), want)
+    assert 0 < aimc.calibrate_outputs(old, [x])[""] < 10.0
+    assert "output_bound" in old.state_dict()

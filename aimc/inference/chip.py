@@ -273,6 +273,8 @@ def calibrate_outputs(model: nn.Module, loader: Iterable, batches: int = 10,
             raise RuntimeError(f"calibrate_outputs: layer '{name}' was not read (is it "
                                "used in forward?)")
         value = max(stats[name]) * margin
+        if getattr(layer, "output_bound", None) is None:  # a layer pickled before it existed
+            layer.register_buffer("output_bound", torch.zeros((), device=layer.weight.device))
         # An all-zero output (a layer of zero weights) keeps the config's range.
         layer.output_bound.fill_(value if value > 0 else 0.0)
         bounds[name] = layer.adc_range()[1]

@@ -311,8 +311,8 @@ class AnalogLayerMixin:
         if getattr(self, "out_stats", None) is not None:
             return 0, 0.0
         own = getattr(self, "output_bound", None)  # absent in older pickles
-        bound = float(own) if own is not None and float(own) > 0 else tile.out_bound
-        return tile.adc_bits, bound
+        own = float(own) if own is not None else 0.0
+        return tile.adc_bits, own if own > 0 else tile.out_bound
 
     def analog_forward(self, x: Tensor) -> Tensor:
         """The layer on its tiles: DAC, crossbar MVM, output noise, ADC, digital sum (sec. 5)."""
