@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
 import aimc
 from aimc import functional as ft
@@ -616,12 +616,17 @@ def test_calibrate_outputs_sets_each_layer_adc_range_to_its_largest_output(rows)
     assert 0.05 < aimc.adc_saturation(layer, [x])[""] < 0.15
 
 
-def test_calibrated_adc_range_is_chip_state():
+def _programmed_adc_layer() -> tuple[nn.Linear, aimc.AnalogConfig, nn.Module, Tensor]:
     lin, cfg = _ideal_adc_layer(64, 10.0)
     x = torch.randn(40, 64)
     layer = aimc.convert(lin, cfg).eval()
     aimc.calibrate_inputs(layer, [x])
     aimc.program(layer, seed=0)
+    return lin, cfg, layer, x
+
+
+def test_calibrated_adc_range_is_chip_state():
+    lin, cfg, layer, x = _programmed_adc_layer()
     bound = aimc.calibrate_outputs(layer, [x])[""]
     assert 0 < bound < 10.0
     state = layer.state_dict()
@@ -660,11 +665,7 @@ def test_calibrate_outputs_refuses_bad_input():
 
 def test_layer_pickled_before_calibrated_adc_ranges_still_runs_and_calibrates():
     import pickle
-    lin, cfg = _ideal_adc_layer(64, 10.0)
-    x = torch.randn(40, 64)
-    layer = aimc.convert(lin, cfg).eval()
-    aimc.calibrate_inputs(layer, [x])
-    aimc.program(layer, seed=0)
+    _, _, layer, x = _programmed_adc_layer()
     with torch.no_grad():
         want = layer(x)
     # as pickled by an aimc without the buffer and the observer attributes

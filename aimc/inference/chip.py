@@ -44,6 +44,25 @@ def _feed(model: nn.Module, loader: Iterable, batches: int | None, what: str,
     return n
 
 
+def _collect(model: nn.Module, layers: dict[str, AnalogLayerMixin], attr: str,
+             loader: Iterable, batches: int | None, what: str,
+             forward: Callable[[nn.Module, Any], Any] | None) -> dict[str, list]:
+    """Feed the batches in eval mode with a fresh list in each layer's ``attr``, which its
+    analog reads fill, and return those lists by layer name; afterwards, whatever
+    happens, ``attr`` is None again and the model's mode is restored."""
+    was_training = model.training
+    model.eval()
+    for layer in layers.values():
+        setattr(layer, attr, [])
+    try:
+        _feed(model, loader, batches, what, forward)
+        return {name: getattr(layer, attr) for name, layer in layers.items()}
+    finally:
+        for layer in layers.values():
+            setattr(layer, attr, None)
+        model.train(was_training)
+
+
 def program(model: nn.Module, seed: int = 0) -> nn.Module:
     """Program the chip once: map weights to PCM pairs, sample programming noise and
     drift exponents per device (pcm-model.md sec. 1-3) and read it at t = 0.
@@ -256,17 +275,10 @@ def calibrate_outputs(model: nn.Module, loader: Iterable, batches: int = 10,
         if not layer.programmed:
             raise RuntimeError(f"calibrate_outputs: layer '{name}' is not programmed: call "
                                "aimc.program(model, seed=...) first")
-    was_training = model.training
-    model.eval()
     for layer in layers.values():
-        layer.out_stats, layer.out_quantile = [], quantile
-    try:
-        _feed(model, loader, batches, "calibrate_outputs", forward)
-        stats = {name: layer.out_stats for name, layer in layers.items()}
-    finally:
-        for layer in layers.values():
-            layer.out_stats = None
-        model.train(was_training)
+        layer.out_quantile = quantile
+    stats = _collect(model, layers, "out_stats", loader, batches, "calibrate_outputs",
+                     forward)
     bounds = {}
     for name, layer in layers.items():
         if not stats[name]:
@@ -301,16 +313,6 @@ def adc_saturation(model: nn.Module, loader: Iterable, batches: int = 10,
     layers = dict(analog_layers(model))
     if not layers:
         raise ValueError("adc_saturation: the model has no analog layers (aimc.convert it)")
-    was_training = model.training
-    model.eval()
-    for layer in layers.values():
-        layer.adc_clips = []
-    try:
-        _feed(model, loader, batches, "adc_saturation", forward)
-        counts = {name: layer.adc_clips for name, layer in layers.items()}
-    finally:
-        for layer in layers.values():
-            layer.adc_clips = None
-        model.train(was_training)
+    counts = _collect(model, layers, "adc_clips", loader, batches, "adc_saturation", forward)
     return {name: (sum(c for c, _ in calls) / max(1, sum(t for _, t in calls)))
             for name, calls in counts.items()}
