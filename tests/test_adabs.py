@@ -196,3 +196,41 @@ def test_batch_norms_lists_only_layers_with_running_statistics():
     analog = aimc.convert(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)),
                           presets.pcm_joshi2020())
     assert aimc.nn.batch_norms(analog) == [analog[1]]
+
+
+def test_models_of_several_inputs_run_every_pass_through_forward():
+    class TwoInputs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(8, 32), nn.Linear(6, 32)
+            self.bn = nn.BatchNorm1d(32)
+            self.head = nn.Linear(32, 3)
+
+        def forward(self, u, v):
+            return self.head(torch.relu(self.bn(self.a(u) + self.b(v))))
+
+    torch.manual_seed(5)
+    net = TwoInputs()
+    u, v = torch.randn(400, 8), torch.randn(400, 6)
+    net.train()
+    net.bn.momentum = None  # batch-norm statistics of exactly this data
+    net(u, v)
+    net.eval()
+    with torch.no_grad():
+        y = net(u, v).argmax(dim=-1)  # labels the digital network gets all right
+    batches = [(u[i:i + 100], v[i:i + 100], y[i:i + 100]) for i in range(0, 400, 100)]
+
+    def feed(m, b):
+        return m(b[0], b[1])
+
+    assert aimc.accuracy(net, batches, feed) == 1.0
+    with pytest.raises(TypeError):
+        aimc.accuracy(net, batches)  # model(u) alone
+    amodel = aimc.convert(net, presets.pcm_joshi2020())
+    aimc.calibrate_inputs(amodel, batches, forward=feed)
+    rows = aimc.evaluate_over_time(amodel, batches, [1.0, 86_400.0], chips=2,
+                                   compensation=("gdc", "gdc+adabs"), calib_loader=batches,
+                                   forward=feed)
+    acc = {(r["method"], r["t_s"]): r["mean"] for r in rows}
+    assert set(acc) == {(m, t) for m in ("pcm+gdc", "pcm+gdc+adabs") for t in (1.0, 86_400.0)}
+    assert min(acc.values()) > 0.7  # 0.84-0.91 measured; chance is 1/3

@@ -13,14 +13,22 @@ from .chip import compensate, drift, program
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, loader: Iterable) -> float:
-    """Top-1 accuracy (fraction in [0, 1]) of ``model`` in eval mode over ``(x, y)`` batches."""
+def accuracy(model: nn.Module, loader: Iterable,
+             forward: Callable[[nn.Module, Any], torch.Tensor] | None = None) -> float:
+    """Top-1 accuracy (fraction in [0, 1]) of ``model`` in eval mode over ``(x, y)`` batches.
+
+    For a model of several inputs, ``forward(model, batch)`` returns the logits of a batch
+    whose last element holds the labels, e.g. ``lambda m, b: m(b[0], b[1])`` for
+    ``(src, tgt, y)`` batches (as in :func:`aimc.calibrate_inputs`).
+    """
     was_training = model.training
     model.eval()
     correct = total = 0
     try:
-        for x, y in loader:
-            correct += int((model(x).argmax(dim=-1) == y).sum())
+        for batch in loader:
+            logits = model(batch[0]) if forward is None else forward(model, batch)
+            y = batch[-1]
+            correct += int((logits.argmax(dim=-1) == y).sum())
             total += int(y.numel())
     finally:
         model.train(was_training)
@@ -42,6 +50,7 @@ def evaluate_over_time(model: nn.Module, loader: Iterable, times: Sequence[float
                        known: Mapping[tuple[int, float, str], float] | None = None,
                        on_value: Callable[[int, float, str, float], None] | None = None,
                        on_program: Callable[[nn.Module, int], Any] | None = None,
+                       forward: Callable[[nn.Module, Any], Any] | None = None,
                        ) -> list[dict[str, Any]]:
     """Accuracy at each time since programming, mean +- std over ``chips`` chips.
 
@@ -58,6 +67,8 @@ def evaluate_over_time(model: nn.Module, loader: Iterable, times: Sequence[float
     accuracy)`` is called after each new evaluation (e.g. to save it).
     ``on_program(model, chip)`` runs right after each chip is programmed, to set it up as
     a chip is before use, e.g. its ADC ranges with :func:`aimc.calibrate_outputs`.
+    ``forward(model, batch)`` runs a model of several inputs, in the accuracy and in AdaBS
+    (see :func:`accuracy`).
     Returns result rows ``{"method", "t_s", "metric", "mean", "std", "n", "values"}``.
     The model is left programmed with the last chip it evaluated.
     """
@@ -90,8 +101,9 @@ def evaluate_over_time(model: nn.Module, loader: Iterable, times: Sequence[float
                     acc = known.get((chip, t, name))
                     if acc is None:
                         drift(model, t)  # same seed: the same read for every method
-                        compensate(model, comp, loader=calib_loader, batches=calib_batches)
-                        acc = accuracy(model, loader)
+                        compensate(model, comp, loader=calib_loader, batches=calib_batches,
+                                   forward=forward)
+                        acc = accuracy(model, loader, forward)
                         if on_value is not None:
                             on_value(chip, t, name, acc)
                     values.setdefault((name, t), []).append(acc)
