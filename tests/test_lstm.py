@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections import Counter
 
 import pytest
 import torch
@@ -243,6 +244,16 @@ def test_energy_counts_the_recurrent_tiles_once_and_every_read():
     assert table.totals["weights"] == 64 * 28 + 64 * 16 + 16 * 10
     assert table.totals["complete"]
     assert isinstance(a.rnn.hh_l0, AnalogLinear)
+    # the cell is costed as the algorithm, not as how the simulator computes it: per step
+    # and unit 3 sigmoids and 2 tanh, 3 products, 2 sums (the gates', and c's)
+    ops = Counter()
+    for r in table.rows:
+        if r["name"].startswith("rnn:"):
+            ops[r["type"]] += r["digital_ops"]
+    h, steps = 16, 28
+    assert ops["sigmoid"] == steps * 3 * h and ops["tanh"] == steps * 2 * h
+    assert ops["mul"] + ops["__mul__"] == steps * 3 * h
+    assert ops["add"] + ops["__add__"] == steps * (4 * h + h)
 
 
 def test_seq_mnist_study_writes_results_and_resumes(tmp_path, capsys):

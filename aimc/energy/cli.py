@@ -32,6 +32,10 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], str]] = {
     "mlp": (models.mlp, (1, 28, 28), "MLP 784-250-125-10, MNIST (Ambrogio 2018)"),
     "lenet5": (models.lenet5, (1, 28, 28), "LeNet-5, MNIST"),
     "small_cnn": (models.small_cnn, (1, 28, 28), "the demo CNN, MNIST"),
+    "lstm_mnist": (models.lstm_mnist, (1, 28, 28), "LSTM, 128 units, sequential MNIST"),
+    "gru_mnist": (models.gru_mnist, (1, 28, 28), "GRU, 128 units, sequential MNIST"),
+    "transformer_mnist": (models.transformer_mnist, (1, 28, 28),
+                          "2-layer transformer, width 64, sequential MNIST"),
 }
 """Models by CLI name: (constructor, input shape of one sample, description)."""
 
@@ -44,7 +48,9 @@ def build(model_name: str, preset: str, digital: list[str] | None = None,
         raise ValueError(f"model: unknown {model_name!r}; known: {sorted(MODELS)}")
     ctor, shape, _ = MODELS[model_name]
     torch.manual_seed(seed)  # the random initial weights (no checkpoint) are reproducible
-    model = ctor(checkpoint) if checkpoint else ctor()
+    model = ctor()
+    if checkpoint:  # a state dict, or {"state_dict": ...}; read with weights_only=True
+        models.load_checkpoint(model, checkpoint)
     hw = get_hardware(preset)
     amodel = convert(model.eval(), hw.analog_config(), digital=digital or [])
     if programmed:
@@ -63,7 +69,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         f"{', '.join(DEFAULT_BASELINES)})")
     p.add_argument("--digital", default="",
                    help="comma-separated layer names to keep digital, e.g. conv1,linear")
-    p.add_argument("--checkpoint", default=None, help="weights for the model (ResNets)")
+    p.add_argument("--checkpoint", default=None,
+                   help="weights for the model: a state dict file (e.g. the HWA networks "
+                        "in docs/results)")
     p.add_argument("--no-program", action="store_true",
                    help="cost target conductances instead of a programmed chip")
     p.add_argument("--seed", type=int, default=0)

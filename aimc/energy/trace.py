@@ -138,7 +138,7 @@ _F_ELEM = ("add", "sub", "__add__", "__radd__", "__iadd__", "__sub__", "__rsub__
            "add_", "sub_", "relu", "relu_", "clamp", "clamp_", "hardtanh", "relu6",
            "leaky_relu", "maximum", "minimum", "neg", "abs", "where", "threshold")
 _F_SCALE = ("mul", "div", "__mul__", "__rmul__", "__imul__", "__truediv__", "__itruediv__",
-            "mul_", "div_", "batch_norm")
+            "mul_", "div_", "batch_norm", "addcmul", "addcmul_")
 _F_ACT = ("sigmoid", "tanh", "gelu", "silu", "softmax", "log_softmax", "exp", "log",
           "hardswish", "elu", "softplus", "sigmoid_", "tanh_", "exp_")
 _F_POOL = ("max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "max_pool2d_with_indices",

@@ -37,14 +37,11 @@ def lstm_cell(gx: Tensor, gh: Tensor, h: Tensor, c: Tensor | None
     c' = sigmoid(f) c + sigmoid(i) tanh(g), h' = sigmoid(o) tanh(c') (Hochreiter &
     Schmidhuber 1997 with a forget gate, as ``torch.nn.LSTM``).
     """
-    gates = gx + gh
-    hidden = gates.shape[-1] // 4
-    # The gates are column blocks, strided views: a sigmoid over all four blocks at once
-    # (contiguous) and a tanh over a contiguous copy of g run about twice as fast.
-    i, f, _, o = torch.sigmoid(gates).chunk(4, dim=-1)
-    g = torch.tanh(gates[..., 2 * hidden:3 * hidden].contiguous())
-    c = torch.addcmul(f * c, i, g)
-    return o * torch.tanh(c), c
+    # The gates are column blocks of one tensor, strided views on which torch's sigmoid
+    # and tanh run about 5x slower than on contiguous copies of them.
+    i, f, g, o = (t.contiguous() for t in (gx + gh).chunk(4, dim=-1))
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
 
 
 def gru_cell(gx: Tensor, gh: Tensor, h: Tensor, c: Tensor | None
