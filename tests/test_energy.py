@@ -308,6 +308,21 @@ def test_cli(tmp_path, capsys):
     assert doc["command"].startswith("python -m aimc.energy --model mlp")
 
 
+def test_cli_loads_a_state_dict_into_any_model(tmp_path):
+    from aimc import models
+    from aimc.energy.cli import build
+    torch.manual_seed(1)
+    net = models.lstm_mnist()
+    torch.save(net.state_dict(), tmp_path / "lstm.pt")
+    amodel, shape = build("lstm_mnist", "pcm90nm_joshi2020", checkpoint=str(tmp_path / "lstm.pt"))
+    assert shape == (1, 28, 28)
+    assert torch.equal(amodel.rnn.hh_l0.weight, net.rnn.weight_hh_l0)
+    torch.save({"state_dict": models.mlp().state_dict()}, tmp_path / "mlp.pt")
+    assert build("mlp", "pcm90nm_joshi2020", checkpoint=str(tmp_path / "mlp.pt"))[1] == (1, 28, 28)
+    with pytest.raises(RuntimeError):  # an LSTM's weights do not fit the GRU
+        build("gru_mnist", "pcm90nm_joshi2020", checkpoint=str(tmp_path / "lstm.pt"))
+
+
 def test_several_pairs_count_their_devices_and_conductance():
     """Two pairs per weight on a 2-device-per-weight profile: 4 devices per weight and,
     before programming, twice the target conductance (each open-loop pair holds w)."""
