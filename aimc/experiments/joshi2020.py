@@ -42,11 +42,11 @@ from .. import models, presets
 from ..config import INPUT_RANGES, PAIR_PROGRAMMING, MappingConfig
 from ..data import random_subset
 from ..data.cifar import IMAGENET_MEAN, IMAGENET_STD, CifarLoader, load_cifar10
-from ..inference import accuracy, calibrate_inputs, calibrate_outputs, program
+from ..inference import accuracy, calibrate_inputs, program
 from ..nn import convert, to_digital
 from ..training.hwa import HWAConfig, clip_weights, train_hwa
 from . import demo, plots
-from .results import Store, point_rows, write_study
+from .results import Store, adc_ranges_per_chip, add_calibrate_adc, point_rows, write_study
 
 TIMES = {"1 s": 1.0, "1 h": 3600.0, "1 day": 86_400.0, "1 month": 2_592_000.0,
          "1 year": 31_536_000.0}
@@ -226,10 +226,7 @@ def _parser() -> argparse.ArgumentParser:
                         "(HWAConfig.bn_stats)")
     p.add_argument("--hwa-periphery", action="store_true",
                    help="HWA training also simulates the DAC/ADC and the output noise")
-    p.add_argument("--calibrate-adc", action="store_true",
-                   help="set each layer's ADC range on each chip right after programming "
-                        "(aimc.calibrate_outputs on the DAC-range calibration images) "
-                        "instead of the preset's range for every layer")
+    add_calibrate_adc(p, "the DAC-range calibration images")
     p.add_argument("--adabs-clean", action="store_true",
                    help="AdaBS calibration images without the training augmentation "
                         "(costs about 2 points: docs/joshi2020.md)")
@@ -377,9 +374,7 @@ def main(argv: list[str] | None = None) -> int:
                          args.ablation_chips),
     }
     rows: list[dict] = []
-
-    def set_up(model: torch.nn.Module, chip: int) -> None:
-        calibrate_outputs(model, calib, batches=len(calib))
+    set_up = adc_ranges_per_chip(calib) if args.calibrate_adc else None
 
     for variant, (net, chips) in nets.items():
         device_name, methods = VARIANTS[variant]
@@ -391,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
                                 compensation=methods, seed=args.seed,
                                 device_name=device_name, progress=progress,
                                 calib_loader=calib_adabs,
-                                on_program=set_up if args.calibrate_adc else None)
+                                on_program=set_up)
     # The read energy uses programmed conductances: those of chip 0, whatever chip the
     # evaluation left programmed (none when every value was resumed).
     for variant in ("hwa", "digital-ends"):

@@ -6,13 +6,14 @@ resolved config) into its output folder, atomically.
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import os
 import platform
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from ..config import write_text_atomic
-from ..inference import evaluate_over_time
+from ..inference import calibrate_outputs, evaluate_over_time
 
 
 def machine_description() -> str:
@@ -129,3 +130,19 @@ class Store:
             self.set("runtime_s", self.runtime())
 
         return evaluate_over_time(model, loader, times, known=known, on_value=save, **kwargs)
+
+
+def add_calibrate_adc(parser: argparse.ArgumentParser, images: str) -> None:
+    """A study's ``--calibrate-adc`` flag (see :func:`adc_ranges_per_chip`)."""
+    parser.add_argument("--calibrate-adc", action="store_true",
+                        help="set each layer's ADC range on each chip right after programming "
+                             f"(aimc.calibrate_outputs on {images}, quantile 0.9999) instead "
+                             "of one range for every layer")
+
+
+def adc_ranges_per_chip(calib: Sequence) -> Callable[[nn.Module, int], None]:
+    """An ``on_program`` hook for :func:`aimc.evaluate_over_time`: every chip gets its
+    layers' ADC ranges from all batches of ``calib`` (:func:`aimc.calibrate_outputs`)."""
+    def set_up(model: nn.Module, chip: int) -> None:
+        calibrate_outputs(model, calib, batches=len(calib))
+    return set_up

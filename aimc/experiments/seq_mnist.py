@@ -35,12 +35,12 @@ import torch
 
 from .. import models, presets
 from ..data import CifarLoader, load_mnist, load_mnist_small, random_subset
-from ..inference import accuracy, calibrate_inputs, calibrate_outputs, program
+from ..inference import accuracy, calibrate_inputs, program
 from ..nn import convert, to_digital
 from ..training.hwa import NOISE_KINDS, HWAConfig, clip_weights, train_hwa
 from . import demo
 from .joshi2020 import TIMES, format_table, markdown_table, plot
-from .results import Store, point_rows, write_study
+from .results import Store, adc_ranges_per_chip, add_calibrate_adc, point_rows, write_study
 
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 QUICK = {"train_images": 1000, "test_images": 500, "epochs": 1, "hwa_epochs": 1,
@@ -74,10 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out-bound", type=float, default=20.0,
                    help="ADC range of the tiles in normalised units (default 20: the "
                         "preset's 10 clips the recurrent and output layers, docs/RESULTS.md)")
-    p.add_argument("--calibrate-adc", action="store_true",
-                   help="set each layer's ADC range on each chip right after programming "
-                        "(aimc.calibrate_outputs on the calibration digits, quantile "
-                        "0.9999) instead of --out-bound for every layer")
+    add_calibrate_adc(p, "the calibration digits")
     p.add_argument("--hwa-periphery", action="store_true",
                    help="simulate the DAC/ADC and the output noise in the hardware-aware "
                         "fine-tune (recurrent layers then step through each sequence)")
@@ -206,9 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     # -- PCM chips over time -----------------------------------------------------------------
     nets = {"hwa": hwa.eval(), "fp32": convert(net, cfg).eval()}
     rows: list[dict] = []
-
-    def set_up(model: torch.nn.Module, chip: int) -> None:
-        calibrate_outputs(model, calib, batches=len(calib))
+    set_up = adc_ranges_per_chip(calib) if args.calibrate_adc else None
 
     for variant, device_name in VARIANTS.items():
         calibrate_inputs(nets[variant], calib, batches=len(calib))
@@ -216,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += store.over_time(variant, nets[variant], test, list(TIMES.values()),
                                 chips=args.chips, compensation=("none", "gdc"),
                                 seed=args.seed, device_name=device_name, progress=progress,
-                                on_program=set_up if args.calibrate_adc else None)
+                                on_program=set_up)
     program(nets["hwa"], seed=args.seed)  # the read energy of chip 0's conductances
     energy = demo.energy_summary(nets["hwa"], (1, 28, 28))
 
