@@ -375,7 +375,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     rows: list[dict] = []
     set_up = adc_ranges_per_chip(calib) if args.calibrate_adc else None
-
     for variant, (net, chips) in nets.items():
         device_name, methods = VARIANTS[variant]
         net.eval()

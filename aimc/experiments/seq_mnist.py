@@ -204,7 +204,6 @@ def main(argv: list[str] | None = None) -> int:
     nets = {"hwa": hwa.eval(), "fp32": convert(net, cfg).eval()}
     rows: list[dict] = []
     set_up = adc_ranges_per_chip(calib) if args.calibrate_adc else None
-
     for variant, device_name in VARIANTS.items():
         calibrate_inputs(nets[variant], calib, batches=len(calib))
         print(f"evaluating the {variant} network: {args.chips} chips x {len(TIMES)} times")
