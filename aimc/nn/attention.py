@@ -149,8 +149,7 @@ class AnalogMultiheadAttention(nn.Module):
         of ``x``, bias included."""
         y = self.in_proj(x)
         if self.in_proj_bias is not None:
-            # in place when no graph is recorded: y is this read's own fresh output
-            y = y + self.in_proj_bias if torch.is_grad_enabled() else y.add_(self.in_proj_bias)
+            y = y + self.in_proj_bias
         if part is None:
             return y
         e = self.embed_dim
