@@ -230,3 +230,38 @@ def test_study_runs_end_to_end_on_tiny_data_and_resumes(tmp_path, extra):
     assert again["rows"] == first["rows"]
     assert again["energy"] == first["energy"]  # costed on chip 0, resumed or not
     assert json.loads((out / "work" / "state.json").read_text())["values"] == state["values"]
+
+
+def test_study_stops_after_a_fine_tune_and_resumes_from_it(tmp_path, capsys):
+    # --stop-after fp32 leaves the FP32 network and its accuracy and nothing else; a later
+    # --stop-after hwa reuses them (no second FP32 fine-tune) and adds the HWA network.
+    import json
+
+    from aimc import models
+    from aimc.experiments import joshi2020
+
+    _write_fake(tmp_path, n_per_batch=6)
+    torch.manual_seed(0)
+    ckpt = tmp_path / "r32.th"
+    torch.save(models.resnet32_cifar().state_dict(), ckpt)
+    out = tmp_path / "out"
+    argv = ["--data-dir", str(tmp_path), "--out", str(out), "--pretrained", str(ckpt),
+            "--quick", "--test-images", "12", "--calib-images", "10", "--batch", "10",
+            "--no-progress", "--threads", "1"]
+    assert joshi2020.main([*argv, "--stop-after", "fp32"]) == 0
+    assert "stopped after the FP32 fine-tune" in capsys.readouterr().out
+    work = out / "work"
+    fp32_bytes = (work / "fp32.ckpt.pt").read_bytes()
+    state = json.loads((work / "state.json").read_text())
+    assert 0.0 <= state["fp32_accuracy"] <= 1.0
+    assert "hwa_digital_accuracy" not in state
+    assert not (work / "hwa.ckpt.pt").exists() and not (out / "joshi2020.json").exists()
+    assert joshi2020.main([*argv, "--stop-after", "hwa"]) == 0
+    assert (work / "fp32.ckpt.pt").read_bytes() == fp32_bytes
+    again = json.loads((work / "state.json").read_text())
+    assert again["fp32_accuracy"] == state["fp32_accuracy"]
+    assert "hwa_digital_accuracy" in again and (work / "hwa.ckpt.pt").is_file()
+    assert (out / "joshi2020_hwa_resnet32.pt").is_file()
+    assert not (out / "joshi2020.json").exists()
+    with pytest.raises(SystemExit):
+        joshi2020.main([*argv, "--stop-after", "eval"])

@@ -238,6 +238,9 @@ def _parser() -> argparse.ArgumentParser:
                         "e.g. conv1 layer1 linear (a mixed chip); the first/last-digital "
                         "ablation adds conv1 and linear")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stop-after", choices=["fp32", "hwa"],
+                   help="stop after this fine-tune (e.g. FP32 baselines over training "
+                        "seeds); the same command without it resumes the study")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -343,6 +346,10 @@ def main(argv: list[str] | None = None) -> int:
         store.set("fp32_accuracy", accuracy(fp32, test))
     fp32_acc = store.get("fp32_accuracy")
     print(f"FP32 fine-tuned: {100 * fp32_acc:.2f}%")
+    if args.stop_after == "fp32":
+        store.set("runtime_s", runtime())
+        print(f"stopped after the FP32 fine-tune (--stop-after); its state is in {work}")
+        return 0
 
     cfg = presets.pcm_joshi2020()
     cfg = dataclasses.replace(
@@ -364,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.save(hwa_digital.state_dict(), out / ".joshi2020_hwa_resnet32.pt.tmp")
     (out / ".joshi2020_hwa_resnet32.pt.tmp").replace(out / "joshi2020_hwa_resnet32.pt")
     store.set("runtime_s", runtime())
+    if args.stop_after == "hwa":
+        print(f"stopped after the HWA fine-tune (--stop-after); its state is in {work}")
+        return 0
 
     # -- PCM evaluation ----------------------------------------------------------------------
     nets = {
