@@ -259,6 +259,12 @@ def test_dac_adc_in_training_quantises_and_trains():
     y.sum().backward()
     assert layer.weight.grad is not None and float(layer.weight.grad.abs().sum()) > 0
     assert float(x.grad.abs().sum()) > 0
+    # A layer's own ADC range (aimc.calibrate_outputs sets it on a chip) holds in training.
+    layer.output_bound.fill_(1.5)
+    y = layer(x.detach())
+    expect = ft.adc(F.linear(xq, layer.weight.detach()) / unit, 8, 1.5) * unit
+    torch.testing.assert_close(y.detach(), expect, rtol=1e-5, atol=1e-6)
+    assert float((y.detach().abs() / unit).max()) == pytest.approx(1.5, rel=1e-5)
 
 
 def test_config_validation_names_the_field():

@@ -67,7 +67,8 @@ class HWAConfig:
     their standard deviation; 0 = no clipping."""
     dac_adc: bool = False
     """Simulate the input DAC and the output ADC of the tiles in training (rounding with a
-    straight-through gradient; one ADC over the whole layer output)."""
+    straight-through gradient; one ADC over the whole layer output, with the layer's range,
+    ``layer.adc_range()``: a range from :func:`aimc.calibrate_outputs`, else the tile's)."""
     out_noise: bool = False
     """Add the tiles' output noise (TileConfig.out_noise) in training."""
     distill: float = 0.0
@@ -323,10 +324,11 @@ class NoiseInjection:
             n_tiles = layer.geometry().n_tiles
             noise = torch.randn(y_n.shape, generator=self.generator, dtype=y_n.dtype)
             y_n = y_n + (tile.out_noise * math.sqrt(n_tiles) * gain) * noise.to(y_n.device)
-        if tile.out_bound:
+        adc_bits, out_bound = layer.adc_range()  # a calibrated range, else the tile's
+        if out_bound:
             # The ADC range follows GDC (alpha applied ahead of the ADC, the chip default):
             # in the compensated units its step and bound are those of the tile.
-            y_n = quantize_ste(y_n, tile.adc_bits, tile.out_bound)
+            y_n = quantize_ste(y_n, adc_bits, out_bound)
         y = y_n * unit
         if layer.bias is not None:
             y = y + layer.bias_for(y)
