@@ -1,6 +1,7 @@
 """``aimc`` command line: thin over :mod:`aimc.experiments` and :mod:`aimc.energy`.
 
     aimc demo [--out DIR]
+    aimc evaluate --config exp.toml [--out DIR]   (aimc evaluate --example: a file)
     aimc reproduce NAME [options]      (NAME: see `aimc reproduce --help`)
     aimc energy --model resnet32 --preset pcm14nm_legallo2023 [--json F] [--csv F]
 """
@@ -20,6 +21,7 @@ STUDIES = {
 }
 COMMANDS = {
     "demo": "aimc.experiments.demo",
+    "evaluate": "aimc.experiments.evaluate",
     "energy": "aimc.energy.cli",
 }
 
@@ -31,8 +33,10 @@ def _run(module: str, argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``aimc`` script."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    usage = ("usage: aimc {demo,reproduce,energy} ...\n"
-             f"  aimc demo [--out DIR]\n  aimc reproduce {{{','.join(STUDIES)}}} [options]\n"
+    usage = ("usage: aimc {demo,evaluate,reproduce,energy} ...\n"
+             "  aimc demo [--out DIR]\n"
+             "  aimc evaluate --config exp.toml [--out DIR]  (--example prints a file)\n"
+             f"  aimc reproduce {{{','.join(STUDIES)}}} [options]\n"
              "  aimc energy --model NAME --preset NAME [--json F] [--csv F]\n"
              "Each subcommand takes --help.")
     if not argv or argv[0] in ("-h", "--help"):

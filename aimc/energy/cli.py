@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -24,20 +23,7 @@ from ..nn import convert
 from .estimate import estimate, validate_legallo2023
 from .hardware import BASELINES, DEFAULT_BASELINES, HARDWARE, get_hardware
 
-MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...], str]] = {
-    "resnet20": (models.resnet20_cifar, (3, 32, 32), "ResNet-20, CIFAR-10"),
-    "resnet32": (models.resnet32_cifar, (3, 32, 32), "ResNet-32, CIFAR-10 (Joshi 2020)"),
-    "resnet44": (models.resnet44_cifar, (3, 32, 32), "ResNet-44, CIFAR-10"),
-    "resnet56": (models.resnet56_cifar, (3, 32, 32), "ResNet-56, CIFAR-10"),
-    "mlp": (models.mlp, (1, 28, 28), "MLP 784-250-125-10, MNIST (Ambrogio 2018)"),
-    "lenet5": (models.lenet5, (1, 28, 28), "LeNet-5, MNIST"),
-    "small_cnn": (models.small_cnn, (1, 28, 28), "the demo CNN, MNIST"),
-    "lstm_mnist": (models.lstm_mnist, (1, 28, 28), "LSTM, 128 units, sequential MNIST"),
-    "gru_mnist": (models.gru_mnist, (1, 28, 28), "GRU, 128 units, sequential MNIST"),
-    "transformer_mnist": (models.transformer_mnist, (1, 28, 28),
-                          "2-layer transformer, width 64, sequential MNIST"),
-}
-"""Models by CLI name: (constructor, input shape of one sample, description)."""
+MODELS = models.MODELS  # by CLI name: (constructor, input shape, description)
 
 
 def build(model_name: str, preset: str, digital: list[str] | None = None,
