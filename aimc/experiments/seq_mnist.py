@@ -46,10 +46,10 @@ MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
 QUICK = {"train_images": 1000, "test_images": 500, "epochs": 1, "hwa_epochs": 1,
          "chips": 2, "calib_images": 200}
 VARIANTS = {"hwa": "pcm", "fp32": "fp32-trained+pcm"}
+"""Evaluated networks -> the device name their methods carry (``pcm``, ``pcm+gdc``...)."""
 MODELS = {"lstm": (models.lstm_mnist, 128), "gru": (models.gru_mnist, 128),
           "transformer": (models.transformer_mnist, 64)}
 """--model -> (network builder taking the width, default width)."""
-"""Evaluated networks -> the device name their methods carry (``pcm``, ``pcm+gdc``...)."""
 
 
 def _parser() -> argparse.ArgumentParser:
