@@ -303,21 +303,26 @@ def run(settings: EvaluateConfig, cfg: AnalogConfig, out: Path, progress: bool =
     # run with other settings). The settings are flat, so a refusal names the field.
     flat = {**dataclasses.asdict(s), **{f"{sec}.{k}": v for sec, table in
                                         cfg.to_dict().items() for k, v in table.items()}}
-    out.mkdir(parents=True, exist_ok=True)
-    store = Store(out / "work" / f"{s.name}.state.json", flat)
+    rank = _rank()
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    store = Store(out / "work" / f"{s.name}.state.json", flat, writer=rank == 0)
     if store.get("digital_accuracy") is None:
         store.set("digital_accuracy", accuracy(net, test))
     digital_acc = store.get("digital_accuracy")
-    print(f"{s.model} ({s.checkpoint}), digital: {100 * digital_acc:.2f}%")
+    say = print if rank == 0 else (lambda *a, **k: None)
+    say(f"{s.model} ({s.checkpoint}), digital: {100 * digital_acc:.2f}%")
 
     amodel = convert(net, cfg, digital=sorted(set(s.digital))).eval()
     calibrate_inputs(amodel, calib, batches=len(calib))
-    print(f"evaluating {s.chips} chips x {len(s.times)} times x {len(s.compensation)} "
-          "compensations")
+    say(f"evaluating {s.chips} chips x {len(s.times)} times x {len(s.compensation)} "
+        "compensations" + (f", shared by {_world()} processes" if _world() > 1 else ""))
     rows = store.over_time("main", amodel, test, s.times, chips=s.chips,
                            compensation=tuple(s.compensation), seed=s.seed,
                            device_name=cfg.device.name, progress=progress, calib_loader=calib_adabs,
                            on_program=adc_ranges_per_chip(calib) if s.calibrate_adc else None)
+    if rank:  # rank 0 writes the results
+        return out / f"{s.name}.json"
     program(amodel, seed=s.seed)  # the read energy of chip 0's conductances
     energy = demo.energy_summary(amodel, shape)
     rows += point_rows({"digital": digital_acc})
@@ -339,6 +344,18 @@ def run(settings: EvaluateConfig, cfg: AnalogConfig, out: Path, progress: bool =
     print(f"\nwrote {path}, {out / f'{s.name}.png'}, {out / f'{s.name}_config.toml'} "
           f"({store.runtime():.0f} s in total)")
     return path
+
+
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _world() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def _table(rows: list[dict], baseline: float) -> str:
@@ -370,6 +387,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--example", action="store_true", help="print an example file and exit")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--distributed", action="store_true",
+                   help="under torchrun: the processes share the chips (gloo); rank 0 "
+                        "writes the results (torchrun --nproc-per-node N -m aimc.cli "
+                        "evaluate --distributed ...)")
     args = p.parse_args(argv)
     if args.example:
         print(EXAMPLE, end="")
@@ -379,8 +400,20 @@ def main(argv: list[str] | None = None) -> int:
     settings, cfg = load(args.config)
     torch.set_num_threads(args.threads)
     words = sys.argv[1:] if argv is None else argv
+    if args.distributed:
+        import os
+
+        import torch.distributed as dist
+
+        if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+            raise SystemExit("aimc evaluate --distributed: run it under torchrun (no RANK / "
+                             "WORLD_SIZE in the environment)")
+        dist.init_process_group("gloo")
     run(settings, cfg, Path(args.out), progress=not args.no_progress,
         command=("aimc evaluate " + " ".join(words)).strip())
+    if args.distributed:  # (a failed rank ends the run: torchrun stops the others)
+        dist.barrier()  # no rank tears gloo down while another still talks to it
+        dist.destroy_process_group()
     return 0
 
 

@@ -87,12 +87,15 @@ class Store:
 
     With ``settings`` the store belongs to one study: a folder holding a run with other
     settings is refused (``SystemExit`` naming the differing keys), and :meth:`runtime`
-    counts the compute time of every session of the run.
+    counts the compute time of every session of the run. ``writer=False`` (the other
+    ranks of a distributed run) reads the file and keeps its updates in memory.
     """
 
-    def __init__(self, path: Path, settings: dict[str, Any] | None = None) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, settings: dict[str, Any] | None = None,
+                 writer: bool = True) -> None:
+        self.path, self.writer = path, writer
+        if writer:
+            path.parent.mkdir(parents=True, exist_ok=True)
         self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
         self._t_session = time.perf_counter()
         self._spent_before = float(self.data.get("runtime_s", 0.0))
@@ -110,7 +113,8 @@ class Store:
 
     def set(self, key: str, value: Any) -> None:
         self.data[key] = value
-        write_text_atomic(self.path, json.dumps(self.data, indent=1) + "\n")
+        if self.writer:
+            write_text_atomic(self.path, json.dumps(self.data, indent=1) + "\n")
 
     def runtime(self) -> float:
         """Seconds of compute of this run: earlier sessions' and this one's so far."""

@@ -37,6 +37,15 @@ def accuracy(model: nn.Module, loader: Iterable,
     return correct / total
 
 
+def _rank_world() -> tuple[int, int]:
+    """(rank, world size) of the initialised default process group, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def method_name(device_name: str, compensation: str | None) -> str:
     """Results-convention method name: ``pcm``, ``pcm+gdc``..."""
     return device_name if compensation in (None, "none") else f"{device_name}+{compensation}"
@@ -51,6 +60,7 @@ def evaluate_over_time(model: nn.Module, loader: Iterable, times: Sequence[float
                        on_value: Callable[[int, float, str, float], None] | None = None,
                        on_program: Callable[[nn.Module, int], Any] | None = None,
                        forward: Callable[[nn.Module, Any], Any] | None = None,
+                       distributed: bool = True,
                        ) -> list[dict[str, Any]]:
     """Accuracy at each time since programming, mean +- std over ``chips`` chips.
 
@@ -71,6 +81,14 @@ def evaluate_over_time(model: nn.Module, loader: Iterable, times: Sequence[float
     (see :func:`accuracy`).
     Returns result rows ``{"method", "t_s", "metric", "mean", "std", "n", "values"}``.
     The model is left programmed with the last chip it evaluated.
+
+    Several processes (``torchrun``, with ``torch.distributed`` initialised, any backend
+    that gathers Python objects, e.g. gloo) share the chips: rank r evaluates chips r,
+    r + W, r + 2W... (W processes), and every rank returns the rows of all chips, the same
+    numbers as one process (chip c's seed does not depend on who programs it). Then
+    ``on_value`` runs on rank 0 only: for its own values as they come, for the other
+    ranks' values when they are gathered at the end. ``distributed=False`` keeps every
+    chip in this process.
     """
     if chips < 1:
         raise ValueError(f"chips must be >= 1, got {chips}")
@@ -80,15 +98,18 @@ def evaluate_over_time(model: nn.Module, loader: Iterable, times: Sequence[float
         raise ValueError(f"calib_loader: compensation {needs_calib} needs calibration "
                          "batches from the training data (calib_loader=...)")
     known = dict(known or {})
-    values: dict[tuple[str, float], list[float]] = {}
+    rank, world = _rank_world() if distributed else (0, 1)
+    mine = range(rank, chips, world)
+    measured: dict[tuple[int, float, str], float] = {}
+    fresh: set[tuple[int, float, str]] = set()
     bar = None
-    if progress:
+    if progress and rank == 0:
         from tqdm import tqdm
 
-        bar = tqdm(total=chips * len(times) * len(compensation), desc="chips x times",
+        bar = tqdm(total=len(mine) * len(times) * len(compensation), desc="chips x times",
                    leave=False)
     try:
-        for chip in range(chips):
+        for chip in mine:
             todo = [(t, comp) for t in times for comp in compensation
                     if (chip, t, method_name(device_name, comp)) not in known]
             if todo:
@@ -104,14 +125,31 @@ def evaluate_over_time(model: nn.Module, loader: Iterable, times: Sequence[float
                         compensate(model, comp, loader=calib_loader, batches=calib_batches,
                                    forward=forward)
                         acc = accuracy(model, loader, forward)
-                        if on_value is not None:
+                        fresh.add((chip, t, name))
+                        if on_value is not None and rank == 0:
                             on_value(chip, t, name, acc)
-                    values.setdefault((name, t), []).append(acc)
+                    measured[chip, t, name] = acc
                     if bar is not None:
                         bar.update(1)
     finally:
         if bar is not None:
             bar.close()
+    if world > 1:
+        import torch.distributed as dist
+
+        parts: list[Any] = [None] * world
+        dist.all_gather_object(parts, (measured, fresh))
+        for r, (theirs, their_fresh) in enumerate(parts):
+            measured.update(theirs)
+            if r and on_value is not None and rank == 0:
+                for key in sorted(their_fresh):
+                    on_value(*key, theirs[key])
+    values: dict[tuple[str, float], list[float]] = {}
+    for chip in range(chips):  # chip order, whichever process measured it
+        for t in times:
+            for comp in compensation:
+                name = method_name(device_name, comp)
+                values.setdefault((name, t), []).append(measured[chip, t, name])
     rows = []
     for (method, t), vals in values.items():
         mean = sum(vals) / len(vals)

@@ -1,0 +1,121 @@
+"""Chips shared by several processes (torchrun, gloo): the same rows as one process."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+SCRIPT = textwrap.dedent('''
+    import json, sys
+    import torch, torch.distributed as dist
+    import aimc
+
+    def setup():
+        x, y, xt, yt = aimc.data.load_mnist_small()
+        torch.manual_seed(0)
+        net = aimc.models.lenet5()
+        opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+        for i in range(0, 1280, 64):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x[i:i + 64]), y[i:i + 64]).backward()
+            opt.step()
+        amodel = aimc.convert(net.eval(), aimc.presets.pcm_joshi2020()).eval()
+        aimc.calibrate_inputs(amodel, [(x[2000:2200], y[2000:2200])])
+        return amodel, [(xt[:300], yt[:300])]
+
+    def run(known):
+        amodel, test = setup()
+        seen = []
+        rows = aimc.evaluate_over_time(
+            amodel, test, [1.0, 86400.0], chips=5, compensation=("none", "gdc"), seed=3,
+            known=known, on_value=lambda c, t, m, a: seen.append([c, t, m, a]))
+        return rows, seen
+
+    if __name__ == "__main__":
+        torch.set_num_threads(1)
+        known = {tuple(k[:3]): k[3] for k in json.loads(sys.argv[2])}
+        if sys.argv[1] == "single":
+            rows, seen = run(known)
+            print(json.dumps({"rows": rows, "seen": seen}))
+        else:
+            dist.init_process_group("gloo")
+            rows, seen = run(known)
+            out = {"rank": dist.get_rank(), "rows": rows, "seen": seen}
+            with open(sys.argv[1] + f".{dist.get_rank()}.json", "w") as fh:
+                json.dump(out, fh)
+            dist.barrier()  # no rank tears gloo down while another still talks to it
+            dist.destroy_process_group()
+''')
+
+
+def _torchrun(tmp_path, known):
+    script = tmp_path / "eval_chips.py"
+    script.write_text(SCRIPT)
+    prefix = tmp_path / "rank"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    "--nproc-per-node", "2", str(script), str(prefix), json.dumps(known)],
+                   check=True, env=env, capture_output=True, timeout=300)
+    return [json.loads((tmp_path / f"rank.{r}.json").read_text()) for r in (0, 1)]
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_two_processes_share_the_chips_and_agree_with_one(tmp_path):
+    script = tmp_path / "eval_chips.py"
+    script.write_text(SCRIPT)
+    single = json.loads(subprocess.run(
+        [sys.executable, str(script), "single", "[]"], check=True, capture_output=True,
+        text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout)
+    ranks = _torchrun(tmp_path, [])
+    # Every rank returns the rows of all 5 chips, equal to one process's, values in
+    # chip order.
+    for r in ranks:
+        assert r["rows"] == single["rows"]
+    assert {row["n"] for row in single["rows"]} == {5}
+    # on_value runs on rank 0 only, once for each of the 5 x 2 x 2 values.
+    assert ranks[1]["seen"] == []
+    key = lambda v: tuple(v[:3])  # noqa: E731
+    assert sorted(ranks[0]["seen"], key=key) == sorted(single["seen"], key=key)
+    # Resume: known values are not measured again, wherever their chip runs.
+    known = [v for v in single["seen"] if v[0] in (0, 1, 2)]
+    ranks = _torchrun(tmp_path, known)
+    assert ranks[0]["rows"] == single["rows"]
+    assert sorted({v[0] for v in ranks[0]["seen"]}) == [3, 4]
+
+
+def test_aimc_evaluate_under_torchrun_writes_what_one_process_writes(tmp_path):
+    import aimc
+    from aimc.experiments import evaluate
+
+    x, y, _, _ = aimc.data.load_mnist_small()
+    torch.manual_seed(0)
+    net = aimc.models.lenet5()
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    xn = (x - 0.1307) / 0.3081  # the evaluation's default MNIST normalisation
+    for i in range(0, 1280, 64):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(xn[i:i + 64]), y[i:i + 64]).backward()
+        opt.step()
+    torch.save(net.state_dict(), tmp_path / "w.pt")
+    cfg = tmp_path / "exp.toml"
+    cfg.write_text(f'model = "lenet5"\ncheckpoint = "{tmp_path / "w.pt"}"\n'
+                   'test_images = 300\ncalib_images = 200\nchips = 3\n'
+                   'times = [1.0, 86400.0]\nname = "e"\n')
+    assert evaluate.main(["--config", str(cfg), "--out", str(tmp_path / "one"),
+                          "--no-progress", "--threads", "1"]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    "--nproc-per-node", "2", "-m", "aimc.cli", "evaluate", "--distributed",
+                    "--config", str(cfg), "--out", str(tmp_path / "two"), "--no-progress",
+                    "--threads", "1"], check=True, env=env, capture_output=True, timeout=300)
+    one = json.loads((tmp_path / "one" / "e.json").read_text())
+    two = json.loads((tmp_path / "two" / "e.json").read_text())
+    assert two["rows"] == one["rows"] and len({r["mean"] for r in one["rows"]}) > 1
+    state = json.loads((tmp_path / "two" / "work" / "e.state.json").read_text())
+    assert len(state["values"]) == 3 * 2 * 2  # rank 0 saved the other rank's values too
+    with pytest.raises(SystemExit, match="run it under torchrun"):
+        evaluate.main(["--config", str(cfg), "--distributed"])
