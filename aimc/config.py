@@ -44,6 +44,12 @@ def _float_in(owner: str, name: str, value: Any, lo: float, hi: float) -> None:
         raise ValueError(f"{owner}.{name} must be a number in [{lo}, {hi}], got {value!r}")
 
 
+def check_bool(owner: str, name: str, value: Any) -> None:
+    """A config flag: ``True`` or ``False`` only (not 0/1 or "yes"), else an error naming it."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{owner}.{name} must be true or false, got {value!r}")
+
+
 def _choice(owner: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ValueError(f"{owner}.{name} must be one of {list(choices)}, got {value!r}")
@@ -88,9 +94,7 @@ class TileConfig:
         _choice("TileConfig", "input_range", self.input_range, INPUT_RANGES)
         _float_in("TileConfig", "out_bound", self.out_bound, 0.0, 1e9)
         _float_in("TileConfig", "out_noise", self.out_noise, 0.0, 1e3)
-        if not isinstance(self.exact_noise, bool):
-            raise ValueError(f"TileConfig.exact_noise must be true or false, "
-                             f"got {self.exact_noise!r}")
+        check_bool("TileConfig", "exact_noise", self.exact_noise)
         if self.adc_bits and not self.out_bound:
             raise ValueError("TileConfig.adc_bits needs TileConfig.out_bound > 0 "
                              "(the ADC quantises [-out_bound, out_bound])")
@@ -130,9 +134,7 @@ class MappingConfig:
         _int_in("MappingConfig", "pairs", self.pairs, 1, 8)
         _float_in("MappingConfig", "pair_gain", self.pair_gain, 1.0, 1000.0)
         _choice("MappingConfig", "pair_programming", self.pair_programming, PAIR_PROGRAMMING)
-        if not isinstance(self.digital_bias, bool):
-            raise ValueError(f"MappingConfig.digital_bias must be true or false, "
-                             f"got {self.digital_bias!r}")
+        check_bool("MappingConfig", "digital_bias", self.digital_bias)
 
 
 @dataclass

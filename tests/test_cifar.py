@@ -177,6 +177,20 @@ def test_study_trains_the_fp32_baseline_with_the_same_sam_unless_told(tmp_path):
         parsed("--digital", "layer9")
 
 
+def _tiny_study(tmp_path, out):
+    """Arguments of the Joshi study on 30 fake training and 12 test images, from a random
+    ResNet-32 as the "pretrained" network."""
+    from aimc import models
+
+    _write_fake(tmp_path, n_per_batch=6)
+    torch.manual_seed(0)
+    ckpt = tmp_path / "r32.th"
+    torch.save(models.resnet32_cifar().state_dict(), ckpt)
+    return ["--data-dir", str(tmp_path), "--out", str(out), "--pretrained", str(ckpt),
+            "--quick", "--test-images", "12", "--calib-images", "10", "--batch", "10",
+            "--no-progress", "--threads", "1"]
+
+
 @pytest.mark.parametrize("extra", [[], ["--distill", "0.5", "--sam-rho", "0.5"],
                                    ["--pairs", "2", "--pair-programming", "closed",
                                     "--input-range", "dynamic"],
@@ -189,17 +203,10 @@ def test_study_runs_end_to_end_on_tiny_data_and_resumes(tmp_path, extra):
     # same command again must reuse every saved number and rewrite identical results.
     import json
 
-    from aimc import models
     from aimc.experiments import joshi2020
 
-    _write_fake(tmp_path, n_per_batch=6)
-    torch.manual_seed(0)
-    ckpt = tmp_path / "r32.th"
-    torch.save(models.resnet32_cifar().state_dict(), ckpt)
     out = tmp_path / "out"
-    argv = ["--data-dir", str(tmp_path), "--out", str(out), "--pretrained", str(ckpt),
-            "--quick", "--test-images", "12", "--calib-images", "10", "--chips", "1",
-            "--batch", "10", "--no-progress", "--threads", "1", *extra]
+    argv = [*_tiny_study(tmp_path, out), "--chips", "1", *extra]
     assert joshi2020.main(argv) == 0
     first = json.loads((out / "joshi2020.json").read_text())
     assert first["config"]["hwa"]["noise"] == "pcm-drift"
@@ -237,17 +244,10 @@ def test_study_stops_after_a_fine_tune_and_resumes_from_it(tmp_path, capsys):
     # --stop-after hwa reuses them (no second FP32 fine-tune) and adds the HWA network.
     import json
 
-    from aimc import models
     from aimc.experiments import joshi2020
 
-    _write_fake(tmp_path, n_per_batch=6)
-    torch.manual_seed(0)
-    ckpt = tmp_path / "r32.th"
-    torch.save(models.resnet32_cifar().state_dict(), ckpt)
     out = tmp_path / "out"
-    argv = ["--data-dir", str(tmp_path), "--out", str(out), "--pretrained", str(ckpt),
-            "--quick", "--test-images", "12", "--calib-images", "10", "--batch", "10",
-            "--no-progress", "--threads", "1"]
+    argv = _tiny_study(tmp_path, out)
     assert joshi2020.main([*argv, "--stop-after", "fp32"]) == 0
     assert "stopped after the FP32 fine-tune" in capsys.readouterr().out
     work = out / "work"

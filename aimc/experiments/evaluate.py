@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from .. import models, presets
-from ..config import AnalogConfig, dumps_toml, tomllib, write_text_atomic
+from ..config import AnalogConfig, check_bool, dumps_toml, tomllib, write_text_atomic
 from ..data import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -157,9 +157,7 @@ class EvaluateConfig:
                 raise ValueError(f"{owner}.compensation: unknown {m!r}; known: "
                                  f"{sorted(COMPENSATIONS)}, joined with '+'")
         for key in ("adabs_augment", "calibrate_adc"):
-            if not isinstance(getattr(self, key), bool):
-                raise ValueError(f"{owner}.{key} must be true or false, "
-                                 f"got {getattr(self, key)!r}")
+            check_bool(owner, key, getattr(self, key))
 
 
 def _number(x: Any) -> bool:

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import MappingConfig
+from ..config import MappingConfig, check_bool
 from ..functional import tile as ft
 from ..nn.convert import ANALOG_LAYERS, analog_layers, batch_norms
 from ..nn.layers import AnalogLayerMixin, mix_seed
@@ -127,9 +127,7 @@ class HWAConfig:
             raise ValueError(f"HWAConfig.bn_stats must be one of {list(BN_STATS)}, "
                              f"got {self.bn_stats!r}")
         for name in ("dac_adc", "out_noise"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"HWAConfig.{name} must be true or false, "
-                                 f"got {getattr(self, name)!r}")
+            check_bool("HWAConfig", name, getattr(self, name))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the fields."""
