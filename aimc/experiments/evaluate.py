@@ -288,7 +288,9 @@ def run(settings: EvaluateConfig, cfg: AnalogConfig, out: Path, progress: bool =
         raise SystemExit(f"aimc evaluate: no checkpoint at {s.checkpoint}") from None
     except RuntimeError as err:  # wrong keys or shapes for this network
         raise SystemExit(f"aimc evaluate: {s.checkpoint} does not fit {s.model}: "
-                         f"{str(err).splitlines()[0]}") from err
+                         f"{str(err).splitlines()[0]} (it must hold the plain network's "
+                         "state dict, e.g. torch.save(aimc.to_digital(amodel).state_dict(), "
+                         "path) after hardware-aware training)") from err
     net.eval()
     if tuple(xt.shape[1:]) != shape:
         raise SystemExit(f"aimc evaluate: {s.model} takes images of {shape}, the dataset "
