@@ -221,7 +221,7 @@ def to_toml(settings: EvaluateConfig, cfg: AnalogConfig) -> str:
 EXAMPLE = """\
 # aimc evaluate --config THIS_FILE --out results/my-eval
 # A trained network on PCM chips from 1 s to 1 year (docs/inference.md, "Evaluating a
-# trained network"). Every key but model and checkpoint has a default.
+# trained network from a file"). Every key but model and checkpoint has a default.
 model = "lenet5"                   # aimc.models.MODELS: resnet20/32/44/56, mlp, lenet5,
                                    # small_cnn, lstm_mnist, gru_mnist, transformer_mnist
 checkpoint = "lenet5.pt"           # its state dict (torch.save(net.state_dict(), ...))
