@@ -119,3 +119,65 @@ def test_aimc_evaluate_under_torchrun_writes_what_one_process_writes(tmp_path):
     assert len(state["values"]) == 3 * 2 * 2  # rank 0 saved the other rank's values too
     with pytest.raises(SystemExit, match="run it under torchrun"):
         evaluate.main(["--config", str(cfg), "--distributed"])
+
+
+TRAIN = textwrap.dedent('''
+    import json, sys
+    import torch, torch.distributed as dist
+    import aimc
+    from aimc.data import CifarLoader
+    from aimc.training import HWAConfig
+
+    torch.set_num_threads(1)
+    mode, out = sys.argv[1], sys.argv[2]
+    world = rank = None
+    if mode == "two":
+        dist.init_process_group("gloo")
+        rank, world = dist.get_rank(), dist.get_world_size()
+    x, y, _, _ = aimc.data.load_mnist_small()
+    x, y = x[:600], y[:600]
+    torch.manual_seed(0 if rank in (None, 0) else 99)  # rank 1 starts elsewhere: synced
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 32), torch.nn.ReLU(),
+                              torch.nn.Linear(32, 10))
+    amodel = aimc.convert(net, aimc.presets.pcm_joshi2020())
+    loader = CifarLoader(x, y, 64, shuffle=True, seed=1, mean=(0.13,), std=(0.31,),
+                         shard=None if world is None else (rank, world))
+    opt = torch.optim.SGD(amodel.parameters(), lr=0.05, momentum=0.9)
+    hist = aimc.train_hwa(amodel, loader, 2, optimizer=opt, seed=5,
+                          config=HWAConfig(noise="pcm", sam_rho=0.5),
+                          checkpoint=out + ".ckpt.pt")
+    if rank in (None, 0):
+        torch.save({k: v for k, v in amodel.state_dict().items()
+                    if k.endswith("weight") or k.endswith("bias")}, out + ".pt")
+        with open(out + ".json", "w") as fh:
+            json.dump(hist, fh)
+    if world:
+        dist.barrier()
+        dist.destroy_process_group()
+''')
+
+
+def test_data_parallel_hwa_training_takes_the_one_process_steps(tmp_path):
+    # Two processes, each with half of every batch, and one process with whole batches
+    # end with the same weights and history: the same noise, gradients averaged over all
+    # samples (ASAM's climb included), rank 1's different start replaced by rank 0's.
+    script = tmp_path / "train.py"
+    script.write_text(TRAIN)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(script), "one", str(tmp_path / "one")], check=True,
+                   env=env, capture_output=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    "--nproc-per-node", "2", str(script), "two", str(tmp_path / "two")],
+                   check=True, env=env, capture_output=True, timeout=300)
+    one = torch.load(tmp_path / "one.pt", weights_only=True)
+    two = torch.load(tmp_path / "two.pt", weights_only=True)
+    assert one.keys() == two.keys() and len(one) == 4
+    for k in one:
+        torch.testing.assert_close(two[k], one[k], rtol=1e-4, atol=1e-5)
+    h1 = json.loads((tmp_path / "one.json").read_text())
+    h2 = json.loads((tmp_path / "two.json").read_text())
+    assert len(h1) == len(h2) == 2
+    for a, b in zip(h1, h2, strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
+        assert b["train_accuracy"] == pytest.approx(a["train_accuracy"], abs=1 / 600)
+    assert (tmp_path / "two.ckpt.pt").is_file()

@@ -136,12 +136,18 @@ class CifarLoader:
     Shuffling and augmentation draw from a generator seeded by (seed, epoch); call
     :meth:`set_epoch` (as :func:`aimc.training.train_hwa` does) for a new order each epoch,
     so an interrupted training resumes with exactly the batches it would have seen.
+
+    ``shard=(rank, world)`` for data-parallel training: every process draws the same
+    batches of ``batch_size`` (and their augmentation) and keeps rows rank, rank + world,
+    ...; the shards of one step together are the batch a single process would see (a last
+    batch of fewer than ``world`` images is dropped).
     """
 
     def __init__(self, images: Tensor, labels: Tensor, batch_size: int = 128, *,
                  shuffle: bool = False, augment: bool = False,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
-                 seed: int = 0, drop_last: bool = False) -> None:
+                 seed: int = 0, drop_last: bool = False,
+                 shard: tuple[int, int] | None = None) -> None:
         if images.dim() != 4 or images.shape[0] != labels.shape[0]:
             raise ValueError(f"images must be (N, C, H, W) with N labels, got "
                              f"{tuple(images.shape)} and {tuple(labels.shape)}")
@@ -155,6 +161,13 @@ class CifarLoader:
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         self.seed, self.epoch, self.drop_last = seed, 0, drop_last
+        if shard is not None:
+            rank, world = shard
+            if not (isinstance(world, int) and isinstance(rank, int) and 0 <= rank < world
+                    <= batch_size):
+                raise ValueError(f"shard must be (rank, world) with 0 <= rank < world <= "
+                                 f"batch_size, got {shard!r}")
+        self.shard = shard
 
     def set_epoch(self, epoch: int) -> None:
         """Select the shuffle and augmentation of ``epoch``."""
@@ -162,7 +175,9 @@ class CifarLoader:
 
     def __len__(self) -> int:
         n = len(self.labels)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+        # A shard of a last batch smaller than the world would be empty on some rank.
+        short = self.shard is not None and n % self.batch_size < self.shard[1]
+        return n // self.batch_size if self.drop_last or short else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         gen = torch.Generator().manual_seed(
@@ -173,9 +188,12 @@ class CifarLoader:
             idx = order[k * self.batch_size:(k + 1) * self.batch_size]
             x = self.images[idx]
             if self.augment:  # on the raw (uint8) pixels: 4x less memory to move
-                x = random_crop_flip(x, gen)
+                x = random_crop_flip(x, gen)  # the whole batch: the same draws everywhere
+            y = self.labels[idx]
+            if self.shard is not None:
+                x, y = x[self.shard[0]::self.shard[1]], y[self.shard[0]::self.shard[1]]
             x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-            yield (x - self.mean) / self.std, self.labels[idx]
+            yield (x - self.mean) / self.std, y
 
 
 __all__ = ["CIFAR10_FILES", "IMAGENET_MEAN", "IMAGENET_STD", "CifarLoader", "cifar10_dir",

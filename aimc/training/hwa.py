@@ -395,6 +395,59 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return state
 
 
+def _world() -> int:
+    """Processes of the initialised default group (torchrun), else 1."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _rank() -> int:
+    import torch.distributed as dist
+
+    return dist.get_rank() if _world() > 1 else 0
+
+
+def average_gradients(model: nn.Module, n_local: int) -> None:
+    """Data-parallel step: every gradient becomes the mean over all processes' samples,
+    each process's mean-loss gradient weighted by its ``n_local`` samples (one flat
+    all-reduce), so the step is the one-process step on the union of the shards."""
+    import torch.distributed as dist
+
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    n = torch.tensor([float(n_local)])
+    dist.all_reduce(n)
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads]).mul_(n_local / float(n))
+    dist.all_reduce(flat)
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def _sync_state(model: nn.Module) -> None:
+    """Every process starts from rank 0's parameters and buffers (as DDP does)."""
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for t in [*model.parameters(), *model.buffers()]:
+            dist.broadcast(t.data, src=0)
+
+
+def _average_bn_stats(bns: list[nn.modules.batchnorm._BatchNorm]) -> None:
+    """Batch-norm running statistics averaged over the processes (each saw its shards)."""
+    import torch.distributed as dist
+
+    world = _world()
+    for bn in bns:
+        for buf in (bn.running_mean, bn.running_var):
+            if buf is not None:
+                dist.all_reduce(buf)
+                buf.div_(world)
+
+
 def train_hwa(model: nn.Module, loader: Iterable, epochs: int, *,
               config: HWAConfig | None = None,
               optimizer: torch.optim.Optimizer | None = None,
@@ -420,6 +473,16 @@ def train_hwa(model: nn.Module, loader: Iterable, epochs: int, *,
 
     ``teacher`` (with ``HWAConfig.distill`` > 0): a clean network, put in eval mode, whose
     logits on the same batch the noisy student also learns (:func:`distillation_loss`).
+
+    Data-parallel under ``torchrun`` (``torch.distributed`` initialised, e.g. gloo): give
+    each process its shard of every batch (``CifarLoader(..., shard=(rank, world))``).
+    The processes start from rank 0's weights, draw the same weight noise (the same
+    ``seed``), average their gradients over all samples at every step
+    (:func:`average_gradients`) and their batch-norm running statistics at every epoch
+    end; rank 0 writes the checkpoint. A step is then the one-process step on the whole
+    batch, up to summation order, except that batch norm normalises each shard with its
+    own statistics (as DDP without SyncBatchNorm) and output noise in training
+    (``out_noise``) is drawn per shard.
     """
     if not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
@@ -453,6 +516,9 @@ def train_hwa(model: nn.Module, loader: Iterable, epochs: int, *,
         torch.set_rng_state(state["rng"])
         history = list(state["history"])
         start = int(state["epoch"])
+    world, rank = _world(), _rank()
+    if world > 1:
+        _sync_state(model)
     hook = prepare_hwa(model, config, seed)
     was_training = model.training
     bar = None
@@ -468,7 +534,7 @@ def train_hwa(model: nn.Module, loader: Iterable, epochs: int, *,
             if config.bn_stats != "batch":
                 for m in bns:
                     m.eval()  # normalise with the running statistics
-            if progress:
+            if progress and rank == 0:
                 from tqdm import tqdm
                 total = len(loader) if hasattr(loader, "__len__") else None
                 bar = tqdm(total=total, desc=f"{desc} {epoch + 1}/{epochs}", leave=False)
@@ -489,18 +555,30 @@ def train_hwa(model: nn.Module, loader: Iterable, epochs: int, *,
                 bar = None
             if scheduler is not None and scheduler_interval == "epoch":
                 scheduler.step()
+            if world > 1:  # the epoch's figures over every process's samples
+                import torch.distributed as dist
+
+                totals = torch.tensor([loss_sum, float(correct), float(seen)],
+                                      dtype=torch.float64)
+                dist.all_reduce(totals)
+                loss_sum, correct, seen = float(totals[0]), int(totals[1]), int(totals[2])
+                _average_bn_stats(bns)
             if seen == 0:
                 raise ValueError("train_hwa: the loader gave no batches")
             history.append({"epoch": epoch + 1, "loss": loss_sum / seen,
                             "train_accuracy": correct / seen,
                             "lr": float(optimizer.param_groups[0]["lr"])})
-            if path is not None:
+            if path is not None and rank == 0:
                 _save_atomic({
                     "format": CHECKPOINT_FORMAT, "epoch": epoch + 1,
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict() if scheduler is not None else None,
                     "rng": torch.get_rng_state(), "history": history,
                     "config": config.to_dict()}, path)
+            if path is not None and world > 1:
+                import torch.distributed as dist
+
+                dist.barrier()  # the checkpoint exists before any process goes on
     finally:
         if bar is not None:
             bar.close()
@@ -521,7 +599,8 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y:
     backward, the ASAM second pass when ``config.sam_rho`` (:func:`sam_perturbation`), the
     optimizer step and the clipping. ``bns``: the batch-norm layers whose running statistics
     the second pass restores (default: all of the model's that track them). Returns the
-    logits and loss of the first pass."""
+    logits and loss of the first pass. Under ``torch.distributed`` the gradients are
+    averaged over the processes (:func:`average_gradients`)."""
     optimizer.zero_grad(set_to_none=True)
     out = model(x)
     soft = None
@@ -530,9 +609,14 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y:
             soft = teacher(x)
     loss = _step_loss(out, y, loss_fn, soft, config)
     loss.backward()
+    parallel = _world() > 1
+    if parallel:  # before ASAM, so every process climbs along the same gradient
+        average_gradients(model, int(y.shape[0]))
     if config.sam_rho:
         _sam_second_pass(model, x, y, loss_fn, soft, config,
                          batch_norms(model) if bns is None else bns)
+        if parallel:
+            average_gradients(model, int(y.shape[0]))
     optimizer.step()
     clip_weights(model, config.clip_sigma)
     return out, loss
