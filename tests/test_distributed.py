@@ -181,3 +181,27 @@ def test_data_parallel_hwa_training_takes_the_one_process_steps(tmp_path):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-4)
         assert b["train_accuracy"] == pytest.approx(a["train_accuracy"], abs=1 / 600)
     assert (tmp_path / "two.ckpt.pt").is_file()
+
+
+def test_the_joshi_study_runs_on_two_processes_and_resumes_in_one(tmp_path):
+    # The whole study on tiny fake data under torchrun: rank 0 writes the results and
+    # saves every chip's values, so the same command in one process finds all of them.
+    from test_cifar import _tiny_study
+
+    from aimc.experiments import joshi2020
+
+    out = tmp_path / "out"
+    argv = [*_tiny_study(tmp_path, out), "--chips", "2", "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    "--nproc-per-node", "2", "-m", "aimc.cli", "reproduce", "joshi2020",
+                    "--distributed", *argv], check=True, env=env, capture_output=True,
+                   timeout=600)
+    first = json.loads((out / "joshi2020.json").read_text())
+    state = json.loads((out / "work" / "state.json").read_text())
+    assert len([k for k in state["values"] if k.startswith("hwa|")]) == 2 * 5 * 4
+    assert {r["n"] for r in first["rows"] if r["method"] == "pcm+gdc"} == {2}
+    assert joshi2020.main(argv) == 0  # one process: nothing left to measure
+    again = json.loads((out / "joshi2020.json").read_text())
+    assert again["rows"] == first["rows"]
+    assert json.loads((out / "work" / "state.json").read_text())["values"] == state["values"]

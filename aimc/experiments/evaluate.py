@@ -39,7 +39,14 @@ from ..inference import accuracy, calibrate_inputs, program
 from ..inference.chip import COMPENSATIONS
 from ..nn import convert
 from . import demo
-from .results import Store, adc_ranges_per_chip, point_rows, write_results
+from .results import (
+    Store,
+    adc_ranges_per_chip,
+    finish_distributed,
+    init_distributed,
+    point_rows,
+    write_results,
+)
 
 DATASETS = ("mnist", "mnist-small", "cifar10")
 """``dataset``: the MNIST IDX files of ``data_dir``, the MNIST digits aimc ships, or the
@@ -401,19 +408,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     words = sys.argv[1:] if argv is None else argv
     if args.distributed:
-        import os
-
-        import torch.distributed as dist
-
-        if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-            raise SystemExit("aimc evaluate --distributed: run it under torchrun (no RANK / "
-                             "WORLD_SIZE in the environment)")
-        dist.init_process_group("gloo")
+        init_distributed("aimc evaluate")
     run(settings, cfg, Path(args.out), progress=not args.no_progress,
         command=("aimc evaluate " + " ".join(words)).strip())
     if args.distributed:  # (a failed rank ends the run: torchrun stops the others)
-        dist.barrier()  # no rank tears gloo down while another still talks to it
-        dist.destroy_process_group()
+        finish_distributed()
     return 0
 
 

@@ -29,8 +29,10 @@ On the team machines the data is the JPEG copy of CIFAR-10 (``python
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
+import os
 import re
 import sys
 from pathlib import Path
@@ -46,7 +48,15 @@ from ..inference import accuracy, calibrate_inputs, program
 from ..nn import convert, to_digital
 from ..training.hwa import HWAConfig, clip_weights, train_hwa
 from . import demo, plots
-from .results import Store, adc_ranges_per_chip, add_calibrate_adc, point_rows, write_study
+from .results import (
+    Store,
+    adc_ranges_per_chip,
+    add_calibrate_adc,
+    finish_distributed,
+    init_distributed,
+    point_rows,
+    write_study,
+)
 
 TIMES = {"1 s": 1.0, "1 h": 3600.0, "1 day": 86_400.0, "1 month": 2_592_000.0,
          "1 year": 31_536_000.0}
@@ -238,6 +248,10 @@ def _parser() -> argparse.ArgumentParser:
                         "e.g. conv1 layer1 linear (a mixed chip); the first/last-digital "
                         "ablation adds conv1 and linear")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--distributed", action="store_true",
+                   help="under torchrun: the processes share each training batch and the "
+                        "chips (gloo); rank 0 writes (torchrun --nproc-per-node N -m "
+                        "aimc.cli reproduce joshi2020 --distributed ...)")
     p.add_argument("--stop-after", choices=["fp32", "hwa"],
                    help="stop after this fine-tune (e.g. FP32 baselines over training "
                         "seeds); the same command without it resumes the study")
@@ -304,9 +318,24 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     study = _resolve(args)
     torch.set_num_threads(args.threads)
-    progress = not args.no_progress
+    if not args.distributed:
+        return _study(args, argv, study, 0, 1)
+    rank, world = init_distributed("aimc reproduce joshi2020")
+    if rank:  # rank 0 speaks for the run
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+            code = _study(args, argv, study, rank, world)
+    else:
+        code = _study(args, argv, study, rank, world)
+    finish_distributed()  # (a failed rank ends the run: torchrun stops the others)
+    return code
+
+
+def _study(args: argparse.Namespace, argv: list[str] | None, study: dict[str, Any],
+           rank: int, world: int) -> int:
+    """The study, in one process or as rank ``rank`` of ``world`` (:func:`main`)."""
+    progress = not args.no_progress and rank == 0
     out = Path(args.out)
-    store = Store(out / "work" / "state.json", study)
+    store = Store(out / "work" / "state.json", study, writer=rank == 0)
     work, started, runtime = store.path.parent, store.get("started"), store.runtime
 
     # -- data --------------------------------------------------------------------------------
@@ -320,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     xc, yc = random_subset(x, y, args.calib_images, args.seed + 2)
     norm = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
     train = CifarLoader(x, y, args.batch, shuffle=True, augment=True, seed=args.seed,
-                        drop_last=len(y) > args.batch, **norm)
+                        drop_last=len(y) > args.batch, shard=(rank, world) if world > 1
+                        else None, **norm)
     # Batches of 100 keep each activation under glibc's mmap threshold: 1.7x faster here.
     test = CifarLoader(xt, yt, 100, **norm)
     calib = CifarLoader(xc, yc, 200, **norm)
@@ -368,8 +398,9 @@ def main(argv: list[str] | None = None) -> int:
     if store.get("hwa_digital_accuracy") is None:
         store.set("hwa_digital_accuracy", accuracy(hwa_digital, test))
     print(f"HWA fine-tuned, digital: {100 * store.get('hwa_digital_accuracy'):.2f}%")
-    torch.save(hwa_digital.state_dict(), out / ".joshi2020_hwa_resnet32.pt.tmp")
-    (out / ".joshi2020_hwa_resnet32.pt.tmp").replace(out / "joshi2020_hwa_resnet32.pt")
+    if rank == 0:
+        torch.save(hwa_digital.state_dict(), out / ".joshi2020_hwa_resnet32.pt.tmp")
+        (out / ".joshi2020_hwa_resnet32.pt.tmp").replace(out / "joshi2020_hwa_resnet32.pt")
     store.set("runtime_s", runtime())
     if args.stop_after == "hwa":
         print(f"stopped after the HWA fine-tune (--stop-after); its state is in {work}")
@@ -396,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
                                 device_name=device_name, progress=progress,
                                 calib_loader=calib_adabs,
                                 on_program=set_up)
+    if rank:  # rank 0 writes the results
+        return 0
     # The read energy uses programmed conductances: those of chip 0, whatever chip the
     # evaluation left programmed (none when every value was resumed).
     for variant in ("hwa", "digital-ends"):
