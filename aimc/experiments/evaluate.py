@@ -38,12 +38,11 @@ from ..data import (
 from ..inference import accuracy, calibrate_inputs, program
 from ..inference.chip import COMPENSATIONS
 from ..nn import convert
+from ..parallel import finish_distributed, init_distributed, rank_world
 from . import demo
 from .results import (
     Store,
     adc_ranges_per_chip,
-    finish_distributed,
-    init_distributed,
     point_rows,
     write_results,
 )
@@ -310,7 +309,7 @@ def run(settings: EvaluateConfig, cfg: AnalogConfig, out: Path, progress: bool =
     # run with other settings). The settings are flat, so a refusal names the field.
     flat = {**dataclasses.asdict(s), **{f"{sec}.{k}": v for sec, table in
                                         cfg.to_dict().items() for k, v in table.items()}}
-    rank = _rank()
+    rank, world = rank_world()
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     store = Store(out / "work" / f"{s.name}.state.json", flat, writer=rank == 0)
@@ -323,7 +322,7 @@ def run(settings: EvaluateConfig, cfg: AnalogConfig, out: Path, progress: bool =
     amodel = convert(net, cfg, digital=sorted(set(s.digital))).eval()
     calibrate_inputs(amodel, calib, batches=len(calib))
     say(f"evaluating {s.chips} chips x {len(s.times)} times x {len(s.compensation)} "
-        "compensations" + (f", shared by {_world()} processes" if _world() > 1 else ""))
+        "compensations" + (f", shared by {world} processes" if world > 1 else ""))
     rows = store.over_time("main", amodel, test, s.times, chips=s.chips,
                            compensation=tuple(s.compensation), seed=s.seed,
                            device_name=cfg.device.name, progress=progress, calib_loader=calib_adabs,
@@ -351,18 +350,6 @@ def run(settings: EvaluateConfig, cfg: AnalogConfig, out: Path, progress: bool =
     print(f"\nwrote {path}, {out / f'{s.name}.png'}, {out / f'{s.name}_config.toml'} "
           f"({store.runtime():.0f} s in total)")
     return path
-
-
-def _rank() -> int:
-    import torch.distributed as dist
-
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def _world() -> int:
-    import torch.distributed as dist
-
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def _table(rows: list[dict], baseline: float) -> str:

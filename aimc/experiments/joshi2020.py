@@ -46,14 +46,13 @@ from ..data import random_subset
 from ..data.cifar import IMAGENET_MEAN, IMAGENET_STD, CifarLoader, load_cifar10
 from ..inference import accuracy, calibrate_inputs, program
 from ..nn import convert, to_digital
+from ..parallel import finish_distributed, init_distributed
 from ..training.hwa import HWAConfig, clip_weights, train_hwa
 from . import demo, plots
 from .results import (
     Store,
     adc_ranges_per_chip,
     add_calibrate_adc,
-    finish_distributed,
-    init_distributed,
     point_rows,
     write_study,
 )

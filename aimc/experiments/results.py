@@ -136,26 +136,6 @@ class Store:
         return evaluate_over_time(model, loader, times, known=known, on_value=save, **kwargs)
 
 
-def init_distributed(prog: str) -> tuple[int, int]:
-    """Join the process group that ``torchrun`` describes (gloo: CPU tensors and Python
-    objects); returns (rank, world size). An error names ``prog`` outside torchrun."""
-    import torch.distributed as dist
-
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        raise SystemExit(f"{prog} --distributed: run it under torchrun (no RANK / "
-                         "WORLD_SIZE in the environment)")
-    dist.init_process_group("gloo")
-    return dist.get_rank(), dist.get_world_size()
-
-
-def finish_distributed() -> None:
-    """Leave the process group once every process is done with it."""
-    import torch.distributed as dist
-
-    dist.barrier()  # no rank tears gloo down while another still talks to it
-    dist.destroy_process_group()
-
-
 def add_calibrate_adc(parser: argparse.ArgumentParser, images: str) -> None:
     """A study's ``--calibrate-adc`` flag (see :func:`adc_ranges_per_chip`)."""
     parser.add_argument("--calibrate-adc", action="store_true",

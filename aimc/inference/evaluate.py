@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..parallel import rank_world
 from .chip import compensate, drift, program
 
 
@@ -35,15 +36,6 @@ def accuracy(model: nn.Module, loader: Iterable,
     if total == 0:
         raise ValueError("accuracy: the loader gave no samples")
     return correct / total
-
-
-def _rank_world() -> tuple[int, int]:
-    """(rank, world size) of the initialised default process group, else (0, 1)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def method_name(device_name: str, compensation: str | None) -> str:
@@ -98,7 +90,7 @@ def evaluate_over_time(model: nn.Module, loader: Iterable, times: Sequence[float
         raise ValueError(f"calib_loader: compensation {needs_calib} needs calibration "
                          "batches from the training data (calib_loader=...)")
     known = dict(known or {})
-    rank, world = _rank_world() if distributed else (0, 1)
+    rank, world = rank_world() if distributed else (0, 1)
     mine = range(rank, chips, world)
     measured: dict[tuple[int, float, str], float] = {}
     fresh: set[tuple[int, float, str]] = set()

@@ -35,6 +35,7 @@ from ..config import MappingConfig, check_bool
 from ..functional import tile as ft
 from ..nn.convert import ANALOG_LAYERS, analog_layers, batch_norms
 from ..nn.layers import AnalogLayerMixin, mix_seed
+from ..parallel import rank_world
 
 NOISE_KINDS = ("none", "gaussian", "pcm", "pcm-drift")
 BN_STATS = ("batch", "running", "frozen")
@@ -395,23 +396,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return state
 
 
-def _world() -> int:
-    """Processes of the initialised default group (torchrun), else 1."""
-    import torch.distributed as dist
-
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def _rank() -> int:
-    import torch.distributed as dist
-
-    return dist.get_rank() if _world() > 1 else 0
-
-
 def average_gradients(model: nn.Module, n_local: int) -> None:
-    """Data-parallel step: every gradient becomes the mean over all processes' samples,
-    each process's mean-loss gradient weighted by its ``n_local`` samples (one flat
-    all-reduce), so the step is the one-process step on the union of the shards."""
+    """Synchronous data-parallel SGD (as in Goyal et al. 2017, "Accurate, large minibatch
+    SGD"): every gradient becomes the mean over all processes' samples, each process's
+    mean-loss gradient weighted by its ``n_local`` samples (one flat all-reduce), so the
+    step is the one-process step on the union of the shards."""
     import torch.distributed as dist
 
     grads = [p.grad for p in model.parameters() if p.grad is not None]
@@ -440,7 +429,7 @@ def _average_bn_stats(bns: list[nn.modules.batchnorm._BatchNorm]) -> None:
     """Batch-norm running statistics averaged over the processes (each saw its shards)."""
     import torch.distributed as dist
 
-    world = _world()
+    world = rank_world()[1]
     for bn in bns:
         for buf in (bn.running_mean, bn.running_var):
             if buf is not None:
@@ -516,7 +505,7 @@ def train_hwa(model: nn.Module, loader: Iterable, epochs: int, *,
         torch.set_rng_state(state["rng"])
         history = list(state["history"])
         start = int(state["epoch"])
-    world, rank = _world(), _rank()
+    rank, world = rank_world()
     if world > 1:
         _sync_state(model)
     hook = prepare_hwa(model, config, seed)
@@ -609,7 +598,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y:
             soft = teacher(x)
     loss = _step_loss(out, y, loss_fn, soft, config)
     loss.backward()
-    parallel = _world() > 1
+    parallel = rank_world()[1] > 1
     if parallel:  # before ASAM, so every process climbs along the same gradient
         average_gradients(model, int(y.shape[0]))
     if config.sam_rho:
