@@ -209,3 +209,20 @@ def test_the_joshi_study_runs_on_two_processes_and_resumes_in_one(tmp_path):
     again = json.loads((out / "joshi2020.json").read_text())
     assert again["rows"] == first["rows"]
     assert json.loads((out / "work" / "state.json").read_text())["values"] == state["values"]
+
+
+def test_a_store_that_does_not_write_reads_and_keeps_its_updates_in_memory(tmp_path):
+    # The other ranks' view of a study's state: the file as rank 0 left it, untouched.
+    from aimc.experiments.results import Store
+
+    path = tmp_path / "work" / "state.json"
+    writer = Store(path, {"a": 1})
+    writer.set("values", {"x": 0.5})
+    before = path.read_text()
+    reader = Store(path, {"a": 1}, writer=False)
+    assert reader.get("values") == {"x": 0.5}
+    reader.set("values", {"x": 0.5, "y": 0.7})
+    assert reader.get("values")["y"] == 0.7 and path.read_text() == before
+    with pytest.raises(SystemExit, match=r"other settings \(\['a'\]\)"):
+        Store(path, {"a": 2}, writer=False)
+    assert not Store(tmp_path / "none" / "s.json", writer=False).path.parent.exists()
