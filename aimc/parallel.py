@@ -8,7 +8,9 @@ Data-parallel HWA training (:func:`aimc.train_hwa`) and chip sweeps
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import torch.distributed as dist
 
@@ -34,3 +36,14 @@ def finish_distributed() -> None:
     """Leave the process group once every process is done with it."""
     dist.barrier()  # no rank tears gloo down while another still talks to it
     dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def rank0_stdout() -> Iterator[None]:
+    """Within it, only rank 0 prints: the other processes' standard output goes nowhere
+    (one process: unchanged)."""
+    if rank_world()[0] == 0:
+        yield
+        return
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        yield

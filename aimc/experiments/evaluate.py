@@ -38,7 +38,7 @@ from ..data import (
 from ..inference import accuracy, calibrate_inputs, program
 from ..inference.chip import COMPENSATIONS
 from ..nn import convert
-from ..parallel import finish_distributed, init_distributed, rank_world
+from ..parallel import finish_distributed, init_distributed, rank0_stdout, rank_world
 from . import demo
 from .results import (
     Store,
@@ -316,13 +316,12 @@ def run(settings: EvaluateConfig, cfg: AnalogConfig, out: Path, progress: bool =
     if store.get("digital_accuracy") is None:
         store.set("digital_accuracy", accuracy(net, test))
     digital_acc = store.get("digital_accuracy")
-    say = print if rank == 0 else (lambda *a, **k: None)
-    say(f"{s.model} ({s.checkpoint}), digital: {100 * digital_acc:.2f}%")
+    print(f"{s.model} ({s.checkpoint}), digital: {100 * digital_acc:.2f}%")
 
     amodel = convert(net, cfg, digital=sorted(set(s.digital))).eval()
     calibrate_inputs(amodel, calib, batches=len(calib))
-    say(f"evaluating {s.chips} chips x {len(s.times)} times x {len(s.compensation)} "
-        "compensations" + (f", shared by {world} processes" if world > 1 else ""))
+    print(f"evaluating {s.chips} chips x {len(s.times)} times x {len(s.compensation)} "
+          "compensations" + (f", shared by {world} processes" if world > 1 else ""))
     rows = store.over_time("main", amodel, test, s.times, chips=s.chips,
                            compensation=tuple(s.compensation), seed=s.seed,
                            device_name=cfg.device.name, progress=progress, calib_loader=calib_adabs,
@@ -396,8 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else argv
     if args.distributed:
         init_distributed("aimc evaluate")
-    run(settings, cfg, Path(args.out), progress=not args.no_progress,
-        command=("aimc evaluate " + " ".join(words)).strip())
+    with rank0_stdout():  # rank 0 speaks for the run
+        run(settings, cfg, Path(args.out), progress=not args.no_progress,
+            command=("aimc evaluate " + " ".join(words)).strip())
     if args.distributed:  # (a failed rank ends the run: torchrun stops the others)
         finish_distributed()
     return 0

@@ -29,10 +29,8 @@ On the team machines the data is the JPEG copy of CIFAR-10 (``python
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import dataclasses
-import os
 import re
 import sys
 from pathlib import Path
@@ -46,16 +44,10 @@ from ..data import random_subset
 from ..data.cifar import IMAGENET_MEAN, IMAGENET_STD, CifarLoader, load_cifar10
 from ..inference import accuracy, calibrate_inputs, program
 from ..nn import convert, to_digital
-from ..parallel import finish_distributed, init_distributed
+from ..parallel import finish_distributed, init_distributed, rank0_stdout
 from ..training.hwa import HWAConfig, clip_weights, train_hwa
 from . import demo, plots
-from .results import (
-    Store,
-    adc_ranges_per_chip,
-    add_calibrate_adc,
-    point_rows,
-    write_study,
-)
+from .results import Store, adc_ranges_per_chip, add_calibrate_adc, point_rows, write_study
 
 TIMES = {"1 s": 1.0, "1 h": 3600.0, "1 day": 86_400.0, "1 month": 2_592_000.0,
          "1 year": 31_536_000.0}
@@ -320,10 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.distributed:
         return _study(args, argv, study, 0, 1)
     rank, world = init_distributed("aimc reproduce joshi2020")
-    if rank:  # rank 0 speaks for the run
-        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
-            code = _study(args, argv, study, rank, world)
-    else:
+    with rank0_stdout():  # rank 0 speaks for the run
         code = _study(args, argv, study, rank, world)
     finish_distributed()  # (a failed rank ends the run: torchrun stops the others)
     return code
