@@ -134,6 +134,16 @@ class AnalogHardware:
     default_activity: float
     """Mean |x| of the DAC inputs in [0, 1] when no data is given (fraction of full-scale
     pulse width per row and MVM)."""
+    e_set_pulse: float
+    """One SET (crystallising) programming pulse on one PCM device, cell and access
+    transistor (J); charged per pulse of in-situ training, transfers and STDP."""
+    e_reset_pulse: float
+    """One RESET (melt-quench) pulse on one PCM device (J); charged per device reset
+    (refresh of a saturated pair, a PCM neuron firing)."""
+    e_volatile_pulse: float
+    """One update step of one volatile device, the 3T1C capacitor of Ambrogio 2018 or a
+    cell of Tiki-Taka's fast array (J): the charge the cell itself takes. The pulses on the
+    shared rows and columns that cause it are charged per line at ``e_dac_row``."""
     sources: dict[str, str] = field(default_factory=dict)
     """Field name -> where its value comes from (tagged [P], [D], [M] or [A])."""
 
@@ -151,7 +161,7 @@ class AnalogHardware:
             _pos(own, key, getattr(self, key))
         for key in ("t_mvm_overhead", "adc_energy_ref", "adc_sar_a", "adc_sar_c", "e_dac_row",
                     "e_acc", "e_scale", "e_elem", "e_act", "e_mac_digital", "e_byte_move",
-                    "digital_area"):
+                    "digital_area", "e_set_pulse", "e_reset_pulse", "e_volatile_pulse"):
             _pos(own, key, getattr(self, key), zero_ok=True)
         if self.adc_scaling not in ADC_SCALINGS:
             raise ValueError(f"{own}.adc_scaling must be one of {list(ADC_SCALINGS)}, "
@@ -237,6 +247,27 @@ HERMES_TOPSW = 10.5e12
 HERMES_T_ADC_LSB = 300e-12
 """Same, title: 300-ps/LSB linearized CCO-based ADCs."""
 
+# NVSim (Dong et al., IEEE TCAD 31, 994 (2012)), sample_PCRAM.cell, "generated from" Lee et
+# al., ISCA 2009 (Architecting phase change memory as a scalable DRAM alternative), 90 nm.
+NVSIM_PCM90_SET_A = 150e-6
+NVSIM_PCM90_SET_S = 150e-9
+NVSIM_PCM90_RESET_A = 300e-6
+NVSIM_PCM90_RESET_S = 40e-9
+
+
+def nvsim_pulse_energy(current_a: float, pulse_s: float, vdd: float,
+                       node_nm: float = 90.0) -> float:
+    """Energy of one current-mode PCM programming pulse (J), as NVSim computes it [M].
+
+    NVSim (MemCell::CalculateWriteEnergy, current mode without a set voltage):
+    E = V_dd * I * t, the supply delivering the programming current for the pulse; its
+    cell scaling (MemCell::CellScaling) divides the current by node_ref / node, so a pulse
+    at ``node_nm`` draws I * node_nm / 90. NVSim also divides by a pulse-shaper
+    efficiency and adds the bit-line charge; neither is applied here.
+    """
+    return vdd * current_a * (node_nm / 90.0) * pulse_s
+
+
 
 def legallo2023_mvm_split() -> dict[str, float]:
     """Split the 64-core chip's MVM energy into a per-phase and a fixed part [D].
@@ -272,6 +303,8 @@ def pcm14nm_legallo2023() -> AnalogHardware:
     t_in_8bit = (2 ** 7 - 1) * 1e-9
     t_mvm = split["t_mvm"]
     tile_area = (2 * 256 * 256 / t_mvm) / HERMES_TOPS_PER_MM2 * 1.0
+    e_set = nvsim_pulse_energy(NVSIM_PCM90_SET_A, NVSIM_PCM90_SET_S, 0.8, 14.0)
+    e_reset = nvsim_pulse_energy(NVSIM_PCM90_RESET_A, NVSIM_PCM90_RESET_S, 0.8, 14.0)
     return AnalogHardware(
         name="pcm14nm_legallo2023",
         description="14 nm PCM, 64 cores of 256x256 (IBM 64-core chip, Le Gallo 2023)",
@@ -286,6 +319,7 @@ def pcm14nm_legallo2023() -> AnalogHardware:
         e_mac_digital=(H45_MUL8 + H45_ADD32) * s, e_byte_move=H45_SRAM32K_64B / 8 * s,
         bytes_per_activation=1, digital_ops_per_s=256e9, digital_macs_per_s=256e9,
         tile_area=tile_area, digital_area=0.0, default_activity=0.5,
+        e_set_pulse=e_set, e_reset_pulse=e_reset, e_volatile_pulse=10e-15 * 0.8 * 0.01,
         sources={
             "node_nm": "[P] Le Gallo 2023, abstract: 14 nm CMOS with backend-integrated PCM",
             "tile_rows": "[P] Le Gallo 2023: 256 x 256 AIMC cores (arXiv 2212.02872 abstract)",
@@ -336,6 +370,16 @@ def pcm14nm_legallo2023() -> AnalogHardware:
                          f"1.59 TOPS/mm^2 (HERMES core, Khaddam-Aljameh 2022 abstract)",
             "digital_area": "[A] 0: the local digital units are inside the core area",
             "default_activity": "[A] 0.5 = mean |x| of inputs uniform in [-1, 1]",
+            "e_set_pulse": f"[M] {e_set * 1e12:.2f} pJ: NVSim's current-mode write energy "
+                           "V_dd I t (MemCell::CalculateWriteEnergy) for its sample 90 nm PCM "
+                           "cell (sample_PCRAM.cell, from Lee et al. ISCA 2009: SET 150 uA, "
+                           "150 ns), current scaled by 14/90 (NVSim CellScaling), V_dd 0.8 V; "
+                           "a full SET: a partial SET of an analog synapse is likely shorter",
+            "e_reset_pulse": f"[M] {e_reset * 1e12:.2f} pJ: as e_set_pulse with the sample "
+                             "cell's RESET, 300 uA for 40 ns",
+            "e_volatile_pulse": "[A] 0.08 fJ = C V_dd dV: a cell capacitor of 10 fF charged "
+                                "by 1% of a 0.8 V swing per step (about 100 steps over the "
+                                "range); the line pulses are charged at e_dac_row",
         })
 
 
@@ -360,6 +404,8 @@ def pcm90nm_joshi2020() -> AnalogHardware:
     adc_mm2 = 0.0012 * (90 / 32) ** 2
     n_adc = 512 // 8
     tile_area = array_mm2 + n_adc * adc_mm2
+    e_set = nvsim_pulse_energy(NVSIM_PCM90_SET_A, NVSIM_PCM90_SET_S, 1.2)
+    e_reset = nvsim_pulse_energy(NVSIM_PCM90_RESET_A, NVSIM_PCM90_RESET_S, 1.2)
     return AnalogHardware(
         name="pcm90nm_joshi2020",
         description="90 nm PCM prototype era, 512x512 tiles (Joshi 2020, Ambrogio 2018)",
@@ -374,6 +420,7 @@ def pcm90nm_joshi2020() -> AnalogHardware:
         e_mac_digital=(H45_MUL8 + H45_ADD32) * s, e_byte_move=H45_SRAM32K_64B / 8 * s,
         bytes_per_activation=1, digital_ops_per_s=64e9, digital_macs_per_s=64e9,
         tile_area=tile_area, digital_area=1.0, default_activity=0.5,
+        e_set_pulse=e_set, e_reset_pulse=e_reset, e_volatile_pulse=10e-15 * 1.2 * 0.01,
         sources={
             "node_nm": "[P] 90 nm PCM prototype (Joshi 2020 Methods; pcm-model.md)",
             "tile_rows": "[P] 512 word lines of the prototype array (Joshi 2020); aimc preset "
@@ -414,6 +461,16 @@ def pcm90nm_joshi2020() -> AnalogHardware:
                          f"(ISAAC Table II, Shafiee 2016) scaled by (90/32)^2",
             "digital_area": "[A] 1 mm^2 of shared digital logic and buffers",
             "default_activity": "[A] 0.5 = mean |x| of inputs uniform in [-1, 1]",
+            "e_set_pulse": f"[M] {e_set * 1e12:.1f} pJ: NVSim's current-mode write energy "
+                           "V_dd I t (MemCell::CalculateWriteEnergy) for its sample 90 nm PCM "
+                           "cell (sample_PCRAM.cell, from Lee et al. ISCA 2009: SET 150 uA, "
+                           "150 ns), V_dd 1.2 V; a full SET: a partial SET of an analog "
+                           "synapse is likely shorter, so this leans high",
+            "e_reset_pulse": f"[M] {e_reset * 1e12:.1f} pJ: as e_set_pulse with the sample "
+                             "cell's RESET, 300 uA for 40 ns",
+            "e_volatile_pulse": "[A] 0.12 fJ = C V_dd dV: a 3T1C capacitor of 10 fF charged "
+                                "by 1% of a 1.2 V swing per step (about 100 steps over the "
+                                "range); the line pulses are charged at e_dac_row",
         })
 
 

@@ -33,6 +33,13 @@ from torch import nn
 
 from ..config import write_text_atomic
 from ..devices.pulsed import make_pulsed_device
+from ..energy.training import (
+    Layout,
+    TrainingCounts,
+    digital_training_energy,
+    insitu_layout,
+    training_energy,
+)
 from ..nn.layers import mix_seed
 from ..training.insitu import (
     ALGORITHMS,
@@ -47,6 +54,8 @@ from .results import now_utc, write_results
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist"
 TIMES = (0.0, 3600.0, 86400.0)
+ENERGY_HARDWARE = ("pcm90nm_joshi2020", "pcm14nm_legallo2023")
+ENERGY_BASELINES = ("edge_int8_45nm", "gpu_v100")
 METHODS = ("fp32", "mixed-precision", "2t2r3t1c", "tiki-taka", "analog-sgd")
 
 # Per-algorithm options of the study (documented in docs/insitu.md).
@@ -154,6 +163,31 @@ def fp32_on_pcm(model: nn.Module, train_x: torch.Tensor, x: torch.Tensor, y: tor
     return [{k: v for k, v in r.items()} for r in rows]
 
 
+def training_energies(method: str, model: nn.Module, opt: Any, samples: int,
+                      batch: int) -> dict[str, Any]:
+    """Energy of the finished training run (:mod:`aimc.energy.training`) on each preset of
+    ``ENERGY_HARDWARE``, from the optimizer's counts and the conductances it ended with;
+    the FP32 run is costed on the digital baselines instead."""
+    steps = math.ceil(samples / batch)
+    if method == "fp32":
+        shapes = tuple((m.in_features, m.out_features) for m in model.modules()
+                       if isinstance(m, nn.Linear))
+        layout = Layout(shapes=shapes, rows=1, cols=1, dac_bits=1, adc_bits=1,
+                        g_sum_us=(0.0,) * len(shapes))
+        return {"samples": samples, "digital": {
+            b: digital_training_energy(layout, samples, steps, b) for b in ENERGY_BASELINES}}
+    layout = insitu_layout(opt)
+    counts = TrainingCounts.from_stats(opt.stats(), samples)
+    bl = getattr(opt, "bl", 10)
+    out: dict[str, Any] = {"samples": samples, "counts": vars(counts),
+                           "g_sum_us": list(layout.g_sum_us)}
+    for hw in ENERGY_HARDWARE:
+        out[hw] = training_energy(method, layout, counts, hw, bl=bl).to_dict()
+    out["digital"] = {b: digital_training_energy(layout, samples, steps, b)
+                      for b in ENERGY_BASELINES}
+    return out
+
+
 def train_one(method: str, data: tuple, args: argparse.Namespace, ckpt_dir: Path,
               log) -> dict[str, Any]:
     """Train one method with checkpoints after every epoch; returns its record."""
@@ -178,8 +212,12 @@ def train_one(method: str, data: tuple, args: argparse.Namespace, ckpt_dir: Path
     epochs = args.epochs_for.get(method, args.epochs)
     record.setdefault("epochs", epochs)
     if record["done"]:
+        # Re-costed from the finished devices at every resume: the energy model may change.
+        record["energy"] = training_energies(method, model, opt, len(train_x) * epochs,
+                                             args.batch)
         return record
     record["epochs"] = epochs
+    samples = len(train_x) * epochs
     for epoch in range(len(record["curve"]), epochs):
         for group in opt.param_groups:
             group["lr"] = _lr_at(args.lr, epoch, epochs)
@@ -222,6 +260,7 @@ def train_one(method: str, data: tuple, args: argparse.Namespace, ckpt_dir: Path
         record["final_accuracy"] = _accuracy(model, test_x, test_y)
         record["drift_rows"] = fp32_on_pcm(model, train_x, test_x, test_y, chips=args.chips,
                                            seed=args.seed)
+    record["energy"] = training_energies(method, model, opt, samples, args.batch)
     record["done"] = True
     _atomic_save({"model": model.state_dict(), "optimizer": opt.state_dict(),
                   "record": record}, ckpt)
@@ -261,10 +300,31 @@ def _plot(records: dict[str, dict], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _energy_fields(rec: dict[str, Any]) -> dict[str, Any]:
+    """Training energy of a record for its results row: on the first analog preset, or
+    for FP32 on the first digital baseline."""
+    energy = rec.get("energy") or {}
+    if ENERGY_HARDWARE[0] in energy:
+        return {"train_energy_j": energy[ENERGY_HARDWARE[0]]["total_j"],
+                "energy_hardware": ENERGY_HARDWARE[0]}
+    if energy.get("digital"):
+        return {"train_energy_j": energy["digital"][ENERGY_BASELINES[0]],
+                "energy_hardware": ENERGY_BASELINES[0]}
+    return {}
+
+
+def _energy_cell(rec: dict[str, Any]) -> str:
+    fields = _energy_fields(rec)
+    if not fields:
+        return "-"
+    return f"{fields['train_energy_j'] * 1e3:.3g} ({fields['energy_hardware']})"
+
+
 def _table(records: dict[str, dict]) -> str:
     lines = ["| method | epochs | after training | PCM only, t = 0 | 1 h | 1 h + GDC | 1 day | "
-             "1 day + GDC | pulses | volatile pulses | transfers | refreshes | train time (s) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "1 day + GDC | pulses | volatile pulses | transfers | refreshes | train time (s) | "
+             "train energy (mJ) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for method, rec in records.items():
         rows = {(r["method"], r["t_s"]): r for r in rec["drift_rows"]}
         base = "fp32+pcm" if method == "fp32" else method
@@ -281,7 +341,7 @@ def _table(records: dict[str, dict]) -> str:
             f"{cell(base + '+gdc', 86400.0)} | {stats.get('pulses', '-')} | "
             f"{stats.get('volatile_pulses', '-')} | "
             f"{stats.get('transfers', '-')} | {stats.get('refreshes', '-')} | "
-            f"{rec['train_time_s']:.0f} |")
+            f"{rec['train_time_s']:.0f} | {_energy_cell(rec)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -424,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
                      "after training", "mean": rec["final_accuracy"], "std": 0.0, "n": 1,
                      "epochs": rec.get("epochs", args.epochs),
                      "train_time_s": round(rec["train_time_s"], 1),
-                     **rec.get("stats", {})})
+                     **rec.get("stats", {}), **_energy_fields(rec)})
         rows.extend(rec["drift_rows"])
     baseline = {"name": "fp32", "accuracy": records["fp32"]["final_accuracy"]} \
         if "fp32" in records else None
@@ -432,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     write_results(out / "insitu.json", study="insitu", command=command.strip(),
                   dataset=dataset, started=started, runtime_s=time.perf_counter() - t0,
                   rows=rows, baseline=baseline,
-                  curves={m: r["curve"] for m, r in records.items()}, config=config)
+                  curves={m: r["curve"] for m, r in records.items()}, config=config,
+                  energy={m: r.get("energy") for m, r in records.items()})
     _plot(records, out / "insitu.png")
     table = _table(records)
     write_text_atomic(out / "insitu.md", table)

@@ -369,7 +369,8 @@ class PCMPair:
 
 
 def pulse_coincidence(x: Tensor, d: Tensor, lr: float, eps: float, bl: int,
-                      gen: torch.Generator) -> tuple[Tensor, Tensor]:
+                      gen: torch.Generator, return_lines: bool = False
+                      ) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, int]:
     """Stochastic pulse-coincidence counts for the update W -= lr d^T x (per sample).
 
     Gokmen & Vlasov 2016: sample b sends BL pulses on row i with probability
@@ -377,7 +378,9 @@ def pulse_coincidence(x: Tensor, d: Tensor, lr: float, eps: float, bl: int,
     eps once per coincidence, so E[dW_ij] = -BL eps C_x C_d x_bi d_bj = -lr x_bi d_bj with
     C_x C_d = lr / (BL eps). Update management: C_x / C_d = sqrt(max|d_b| / max|x_b|)
     per sample so both probabilities use the same range (clipped at 1).
-    Returns (up, down): counts (out, in) of coincidences that raise / lower W.
+    Returns (up, down): counts (out, in) of coincidences that raise / lower W, and with
+    ``return_lines`` also the number of pulses sent on rows and columns (what the line
+    drivers spend, :mod:`aimc.energy.training`).
     """
     n = x.shape[0]
     c = math.sqrt(lr / (bl * eps))
@@ -395,10 +398,22 @@ def pulse_coincidence(x: Tensor, d: Tensor, lr: float, eps: float, bl: int,
     dp, dn = (db * ds).reshape(n * bl, -1), (db * (1 - ds)).reshape(n * bl, -1)
     same = dp.t() @ xp + dn.t() @ xn      # sign(d x) > 0: the gradient says lower W
     opposite = dp.t() @ xn + dn.t() @ xp  # sign(d x) < 0: raise W
+    if return_lines:
+        return opposite, same, int(xb.sum().item() + db.sum().item())
     return opposite, same
 
 
 # ---------------------------------------------------------------------------------------------
+COUNTERS: dict[str, int] = {
+    "pulses": 0, "volatile_pulses": 0, "refreshes": 0, "transfers": 0, "steps": 0,
+    "verified_pulses": 0, "line_pulses": 0}
+"""What an in-situ optimizer counts (its ``stats()``): SET pulses on PCM devices, steps of
+volatile devices (capacitor, fast array), pairs refreshed, transfers (2T2R+3T1C: weights
+moved; Tiki-Taka: elements of A read), optimizer steps, the SET pulses followed by a verify
+read (closed-loop programming), and pulses sent on rows and columns by pulse-coincidence
+updates. :mod:`aimc.energy.training` turns them into energy."""
+
+
 class InSituOptimizer(torch.optim.Optimizer):
     """Base of the in-situ optimizers: digital parameters get plain SGD, in-situ layers
     get device pulses from :meth:`update_layer`, then their ``weight`` is re-read.
@@ -421,13 +436,13 @@ class InSituOptimizer(torch.optim.Optimizer):
         super().__init__([p for p in model.parameters() if p.requires_grad], {"lr": lr})
         self.pcm = pcm if pcm is not None else PCM()
         self.gen = torch.Generator().manual_seed(mix_seed("insitu", self.name, seed))
-        # pulses: SET pulses on PCM; volatile_pulses: capacitor / fast-array pulses.
-        self.counters = {"pulses": 0, "volatile_pulses": 0, "refreshes": 0, "transfers": 0,
-                         "steps": 0}
+        self.counters = dict(COUNTERS)
         self._analog = {id(layer.weight) for layer in self.layers}
         with torch.no_grad():
             for layer in self.layers:
-                self.counters["pulses"] += self.init_layer(layer, layer.weight.detach().clone())
+                pulses = self.init_layer(layer, layer.weight.detach().clone())
+                self.counters["pulses"] += pulses
+                self.counters["verified_pulses"] += pulses  # programmed closed-loop
                 self._reread(layer)
 
     # -- subclasses ---------------------------------------------------------------------------
@@ -510,7 +525,8 @@ class InSituOptimizer(torch.optim.Optimizer):
         extra = state_dict.pop("insitu")
         super().load_state_dict(state_dict)
         self.gen.set_state(extra["generator"])
-        self.counters = dict(extra["counters"])
+        # Checkpoints written before a counter existed resume with it at 0.
+        self.counters = {**COUNTERS, **extra["counters"]}
 
     def stats(self) -> dict[str, int]:
         """Pulse, refresh and transfer counts so far."""
@@ -547,6 +563,7 @@ class _PairOptimizer(InSituOptimizer):
             count, pulses = self.pair.refresh(layer, self.refresh_threshold, self.gen)
             self.counters["refreshes"] += count
             self.counters["pulses"] += pulses
+            self.counters["verified_pulses"] += pulses
 
 
 class AnalogSGD(_PairOptimizer):
@@ -569,8 +586,10 @@ class AnalogSGD(_PairOptimizer):
         super().__init__(model, lr, **kwargs)
 
     def update_layer(self, layer, lr):
-        up, down = pulse_coincidence(layer.last_x, layer.last_d, lr,
-                                     self.pair.granularity(layer), self.bl, self.gen)
+        up, down, lines = pulse_coincidence(layer.last_x, layer.last_d, lr,
+                                            self.pair.granularity(layer), self.bl, self.gen,
+                                            return_lines=True)
+        self.counters["line_pulses"] += lines
         self.counters["pulses"] += self.pair.pulse(layer, up, down, self.gen)
         self._maybe_refresh(layer)
 
@@ -750,20 +769,24 @@ class MultiConductance(InSituOptimizer):
         if self.tolerance is None:
             moved = mask
             if bool(mask.any()):
-                self.counters["pulses"] += self.pair.program_difference(
-                    layer, low / self.gain, self.gen, mask.float())
+                pulses = self.pair.program_difference(layer, low / self.gain, self.gen,
+                                                      mask.float())
+                self.counters["pulses"] += pulses
+                self.counters["verified_pulses"] += pulses
         else:
             tol = self._tolerance_us(self.tolerance)
             target = torch.where(mask, total / self.gain, pair)
             n = self.pair.program_closed_loop(layer, target, tol, self.gen)
             moved = n > 0
             self.counters["pulses"] += int(n.sum())
+            self.counters["verified_pulses"] += int(n.sum())
         self.counters["transfers"] += int(moved.sum())
         if self.residual == "reset":
             layer.cap = torch.where(moved, self.shared(layer), layer.cap)
         count, pulses = self.pair.refresh(layer, self.refresh_threshold, self.gen)
         self.counters["refreshes"] += count
         self.counters["pulses"] += pulses
+        self.counters["verified_pulses"] += pulses
         if self.residual == "keep":
             # Verify read after programming: what the PCM pair missed of the total weight
             # is written onto the capacitor (within its range).
@@ -902,7 +925,9 @@ class TikiTaka(InSituOptimizer):
             eps = float(self.fast.mean_step(torch.tensor(self.fast.g_reset))) * self.unit_a(layer)
         else:
             eps = self.fast.step * self.unit_a(layer)
-        up, down = pulse_coincidence(layer.last_x, layer.last_d, lr, eps, self.bl, self.gen)
+        up, down, lines = pulse_coincidence(layer.last_x, layer.last_d, lr, eps, self.bl,
+                                            self.gen, return_lines=True)
+        self.counters["line_pulses"] += lines
         if self.fast_pair:
             self.fast_pair.pulse(layer, up, down, self.gen)
             full = torch.maximum(layer.a_pos, layer.a_neg) > self.fast_reset
@@ -923,6 +948,7 @@ class TikiTaka(InSituOptimizer):
             count, pulses = self.pair.refresh(layer, self.refresh_threshold, self.gen)
             self.counters["refreshes"] += count
             self.counters["pulses"] += pulses
+            self.counters["verified_pulses"] += pulses
 
     @torch.no_grad()
     def transfer(self, layer: InSituLinear, lr_factor: float = 1.0) -> None:
