@@ -429,6 +429,13 @@ def test_study_quick_smoke(tmp_path):
     assert ("mixed-precision+gdc", 86400.0) in methods
     assert (tmp_path / "insitu.png").stat().st_size > 0
     assert "mixed-precision" in (tmp_path / "insitu.md").read_text()
+    # The training energy is costed from the run's counts on each preset.
+    energy = doc["energy"]["mixed-precision"]
+    assert energy["samples"] == 300 and energy["counts"]["steps"] == 30
+    mp = energy["pcm90nm_joshi2020"]
+    assert mp["set_pulses"] == pytest.approx(energy["counts"]["pulses"] * 27e-12)
+    row = next(r for r in doc["rows"] if r.get("when") == "after training")
+    assert row["train_energy_j"] == pytest.approx(mp["total_j"])
     # A second call resumes from the checkpoint instead of training again.
     assert insitu.main(args) == 0
 
