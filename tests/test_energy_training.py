@@ -206,3 +206,34 @@ def test_resuming_an_older_checkpoint_adds_the_new_counters():
         del state["insitu"]["counters"][key]
     opt.load_state_dict(state)
     assert opt.stats()["verified_pulses"] == 0 and opt.stats()["line_pulses"] == 0
+
+
+# -- spiking networks (aimc.energy.spiking) -------------------------------------------------
+def test_spiking_energy_by_hand():
+    from aimc.energy.spiking import COMPONENTS, SpikingCounts, spiking_energy
+
+    c = SpikingCounts(images=10, time_steps=350, inputs=784, neurons=400, input_spikes=50_000,
+                      output_spikes=150, learning=True, batch=5, set_pulses=1000,
+                      reset_pulses=3, refreshes=2)
+    e = spiking_energy(c, g_sum_us=784 * 400 * 4 * 2.0, hardware=HW, devices_per_synapse=4)
+    t_in = cost.input_window(HW, 8)
+    assert e.row_drives == pytest.approx(50_000 * HW.e_dac_row)
+    # each spike's row: 400 synapses x 4 devices x 2 uS
+    assert e.crossbar == pytest.approx(50_000 * HW.v_read ** 2 * t_in * 400 * 4 * 2.0e-6)
+    steps = 10 * 350
+    # 784 rows on 512-row tiles: two conversions and one add per neuron and step
+    assert e.column_reads == pytest.approx(steps * 400 * (2 * cost.adc_energy(HW, 8)
+                                                          + HW.e_acc))
+    assert e.neurons == pytest.approx(steps * 400 * 4 * HW.e_elem)
+    assert e.plasticity == pytest.approx(HW.e_elem * (steps * 1184 + 50_000 * 400
+                                                      + 150 * 784 + 2 * 2 * 784 * 400))
+    assert e.set_pulses == pytest.approx(1000 * HW.e_set_pulse)
+    assert e.reset_pulses == pytest.approx((3 + 2 * 4) * HW.e_reset_pulse)
+    assert e.total == pytest.approx(sum(getattr(e, k) for k in COMPONENTS))
+    infer = spiking_energy(dataclasses.replace(c, learning=False), 784 * 400 * 8.0, HW)
+    assert infer.plasticity == infer.set_pulses == infer.reset_pulses == 0.0
+    assert infer.per_image == pytest.approx(infer.total / 10)
+    with pytest.raises(ValueError, match="SpikingCounts.inputs"):
+        dataclasses.replace(c, inputs=0)
+    with pytest.raises(ValueError, match="g_sum_us"):
+        spiking_energy(c, float("nan"), HW)

@@ -409,3 +409,12 @@ def test_snn_mnist_variants_and_tiny_run(tmp_path):
     assert {"pcm-reset", "pcm-reset+drift"} <= methods
     assert res["details"]["pcm-reset"]["images"] == 32
     assert (tmp_path / "snn-mnist.png").exists()
+    # energy of training and inference, from the run's counts
+    energy = res["details"]["pcm-reset"]["energy"]
+    train = energy["pcm90nm_joshi2020"]["train"]
+    assert energy["train_counts"]["images"] == 32 and energy["train_counts"]["learning"]
+    assert train["set_pulses"] == pytest.approx(
+        res["details"]["pcm-reset"]["set_pulses"] * 27e-12)
+    assert energy["pcm90nm_joshi2020"]["inference"]["plasticity"] == 0.0
+    metrics = {r["metric"] for r in res["rows"]}
+    assert {"energy_per_inference_j", "train_energy_j"} <= metrics

@@ -23,11 +23,13 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ..config import write_text_atomic
 from ..data import load_mnist, load_mnist_small
+from ..energy.spiking import SpikingCounts, spiking_energy
 from ..snn import (
     DiehlCookConfig,
     DiehlCookNet,
@@ -40,6 +42,7 @@ from ..snn import (
 from .results import now_utc, write_results
 
 DAY = 86400.0
+ENERGY_HARDWARE = ("pcm90nm_joshi2020", "pcm14nm_legallo2023")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +95,29 @@ def make_config(neurons: int, synapse: str, batch: int, seed: int) -> DiehlCookC
         pcm=PCMSynapseConfig(devices_per_side=2, depression=depression))
 
 
+def snn_energies(cfg: DiehlCookConfig, net: DiehlCookNet, train_events: int,
+                 train_spikes: int, infer_events: int, infer_images: int) -> dict[str, Any]:
+    """Energy of training and of one inference on each preset of ``ENERGY_HARDWARE``
+    (:func:`aimc.energy.spiking.spiking_energy`), from the run's spike and pulse counts
+    and the synapse conductances it ended with."""
+    n, inputs = cfg.neurons, net.syn.g.shape[2]
+    g_sum = float(net.syn.g.sum())
+    train = SpikingCounts(images=net.images, time_steps=cfg.time_steps, inputs=inputs,
+                          neurons=n, input_spikes=train_events // n,
+                          output_spikes=train_spikes, learning=True, batch=cfg.batch,
+                          set_pulses=net.syn.pulses, reset_pulses=net.syn.resets,
+                          refreshes=net.syn.refreshes)
+    infer = SpikingCounts(images=infer_images, time_steps=cfg.time_steps, inputs=inputs,
+                          neurons=n, input_spikes=infer_events // n)
+    devices = 2 * cfg.pcm.devices_per_side
+    out: dict[str, Any] = {"g_sum_us": g_sum, "train_counts": vars(train),
+                           "inference_counts": vars(infer)}
+    for hw in ENERGY_HARDWARE:
+        out[hw] = {"train": spiking_energy(train, g_sum, hw, devices).to_dict(),
+                   "inference": spiking_energy(infer, g_sum, hw, devices).to_dict()}
+    return out
+
+
 def run_variant(job: dict) -> dict:
     """Train, label and test one variant (runs in its own process, one thread)."""
     torch.set_num_threads(1)
@@ -129,7 +155,7 @@ def run_variant(job: dict) -> dict:
                         "train_time": time.perf_counter() - t0}, tmp)
             tmp.replace(ckpt)
     train_time = time.perf_counter() - t0
-    train_events = net.events
+    train_events, train_spikes = net.events, net.spikes
     if bar is not None:
         bar.close()
     t1 = time.perf_counter()
@@ -140,6 +166,7 @@ def run_variant(job: dict) -> dict:
     acc = float((predict(counts_test, assignment) == vy).float().mean())
     infer_time = time.perf_counter() - t1
     infer_events = net.events - ev0
+    infer_images = job["assign"] + len(vx)
     out = {"synapse": variant, "accuracy": acc, "train_time_s": train_time,
            "infer_time_s": infer_time, "train_events": train_events,
            "infer_events": infer_events, "images": net.images,
@@ -154,6 +181,8 @@ def run_variant(job: dict) -> dict:
         out["set_pulses"] = net.syn.pulses
         out["refreshes"] = net.syn.refreshes
         out["reset_pulses"] = net.syn.resets
+        out["energy"] = snn_energies(cfg, net, train_events, train_spikes, infer_events,
+                                     infer_images)
     ckpt.unlink(missing_ok=True)
     return out
 
@@ -237,6 +266,13 @@ def main(argv: list[str] | None = None) -> int:
                      "mean": round(res["train_events"] / res["train_time_s"])})
         rows.append({**common, "metric": "synaptic_events_per_s_inference",
                      "mean": round(res["infer_events"] / res["infer_time_s"])})
+        if "energy" in res:
+            hw = ENERGY_HARDWARE[0]
+            energy = res["energy"][hw]
+            rows.append({**common, "metric": "energy_per_inference_j", "hardware": hw,
+                         "mean": energy["inference"]["per_image_j"]})
+            rows.append({**common, "metric": "train_energy_j", "hardware": hw,
+                         "mean": energy["train"]["total_j"]})
     details = {r["synapse"]: {k: v for k, v in r.items() if k != "weights"} for r in results}
     command = "aimc reproduce snn-mnist " + shlex.join(argv if argv is not None
                                                        else sys.argv[1:])

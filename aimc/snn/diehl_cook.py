@@ -122,13 +122,15 @@ class DiehlCookNet:
         self.t = 0.0
         self.events = 0
         """Synaptic events simulated (input spikes x neurons they reach)."""
+        self.spikes = 0
+        """Neuron spikes emitted (the post-synaptic STDP events; energy model)."""
         self.images = 0
 
     def state_dict(self) -> dict:
         """Everything needed to resume training (synapse tensors, thresholds, counters)."""
         syn = {k: v for k, v in vars(self.syn).items() if k not in ("cfg",)}
         return {"syn": syn, "theta": self.theta, "t": self.t, "events": self.events,
-                "images": self.images, "gen": self.gen.get_state()}
+                "spikes": self.spikes, "images": self.images, "gen": self.gen.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a :meth:`state_dict` taken from a net with the same config."""
@@ -136,6 +138,7 @@ class DiehlCookNet:
             setattr(self.syn, key, value)
         self.theta, self.t = state["theta"], state["t"]
         self.events, self.images = state["events"], state["images"]
+        self.spikes = state.get("spikes", 0)  # absent in checkpoints of older runs
         self.gen.set_state(state["gen"])
 
     # -- one presentation of a batch of images ------------------------------------------
@@ -189,6 +192,7 @@ class DiehlCookNet:
                 if post2 is not None:
                     post2[post_idx] = 1.0
         self.events += events * n
+        self.spikes += int(counts.sum().item())
         if learn:
             # theta is a property of the neuron, shared by the batch: add every sample's
             # increments, and decay it over the batch's simulated time (b images of

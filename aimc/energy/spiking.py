@@ -1,0 +1,161 @@
+"""Energy of a spiking network on a PCM synapse crossbar (Diehl & Cook on PCM, issue 5).
+
+The network of :mod:`aimc.snn.diehl_cook` (``inputs`` Poisson inputs, ``neurons`` LIF
+neurons with lateral inhibition, PCM synapses of ``devices_per_synapse`` devices) on the
+tiles of a hardware preset, per image shown for ``time_steps`` steps:
+
+- **row drives**: every input spike is one read pulse on its row (``e_dac_row``), as
+  wide as a full-scale input (the preset's PWM window at ``dac_bits``);
+- **crossbar**: the devices of the spiking row conduct for that pulse,
+  V_read^2 * t_in * (sum of the row's conductances) (Ohm's law; Sebastian et al. 2018's
+  synaptic read);
+- **column reads**: every step each neuron's column current is converted on each row
+  tile (one ADC conversion) and the tiles' partial sums added (``e_acc``);
+- **neurons**: per step and neuron, a digital LIF update of four element operations
+  (leak, integrate, inhibition, threshold compare; ``e_elem``);
+- **plasticity** (learning only): the STDP traces decay every step (one operation per
+  input and neuron), every input spike updates the requested change of its row (one
+  operation per neuron), every output spike that of its column (one per input), and
+  each mini-batch adds the requests into the accumulator chi and rounds them (two per
+  synapse, Boybat 2018's accumulate-then-pulse);
+- **SET / RESET pulses** (learning only): as counted by the synapses
+  (:class:`aimc.snn.synapses.PCMSynapses`): SET pulses (updates, initial programming,
+  refresh writes) x ``e_set_pulse``; RESET pulses of depression and of refreshes (every
+  device of a refreshed synapse) x ``e_reset_pulse``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .cost import adc_energy, input_window
+from .hardware import AnalogHardware, get_hardware
+
+COMPONENTS = ("row_drives", "crossbar", "column_reads", "neurons", "plasticity",
+              "set_pulses", "reset_pulses")
+"""Energy components of a spiking run (J)."""
+
+
+@dataclass(frozen=True)
+class SpikingCounts:
+    """What a spiking run did: images, steps, spikes and pulses."""
+
+    images: int
+    """Images presented."""
+    time_steps: int
+    """Simulation steps per image."""
+    inputs: int
+    """Input lines (rows of the synapse array)."""
+    neurons: int
+    """Neurons (columns)."""
+    input_spikes: int
+    """Input spikes over all images."""
+    output_spikes: int = 0
+    """Neuron spikes over all images (drives the post-spike STDP updates)."""
+    learning: bool = False
+    """True for training (STDP on, devices programmed)."""
+    batch: int = 1
+    """Images per synaptic update (the accumulator is applied once per batch)."""
+    set_pulses: int = 0
+    """SET pulses on synapse devices."""
+    reset_pulses: int = 0
+    """RESET pulses of depression."""
+    refreshes: int = 0
+    """Synapses refreshed (every device RESET, the weight written back)."""
+
+    def __post_init__(self) -> None:
+        for key in ("images", "time_steps", "inputs", "neurons", "input_spikes",
+                    "output_spikes", "set_pulses", "reset_pulses", "refreshes"):
+            value = getattr(self, key)
+            low = 1 if key in ("time_steps", "inputs", "neurons") else 0
+            if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
+                raise ValueError(f"SpikingCounts.{key} must be an integer >= {low}, "
+                                 f"got {value!r}")
+        if not (isinstance(self.batch, int) and self.batch >= 1):
+            raise ValueError(f"SpikingCounts.batch must be an integer >= 1, got {self.batch!r}")
+        if not isinstance(self.learning, bool):
+            raise ValueError("SpikingCounts.learning must be true or false")
+
+
+@dataclass(frozen=True)
+class SpikingEnergy:
+    """Energy of a spiking run (J), by component (module docstring)."""
+
+    hardware: str
+    """Hardware preset name."""
+    images: int
+    """Images presented."""
+    row_drives: float
+    """Read pulses of input spikes."""
+    crossbar: float
+    """Device conduction during those pulses."""
+    column_reads: float
+    """Conversions of the neurons' column currents and their partial sums."""
+    neurons: float
+    """Digital LIF updates."""
+    plasticity: float
+    """STDP traces, requested changes and the accumulator."""
+    set_pulses: float
+    """SET pulses on synapse devices."""
+    reset_pulses: float
+    """RESET pulses on synapse devices."""
+
+    @property
+    def total(self) -> float:
+        """Energy of the run (J)."""
+        return sum(getattr(self, c) for c in COMPONENTS)
+
+    @property
+    def per_image(self) -> float:
+        """Energy per image (J)."""
+        return self.total / max(self.images, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict: components (J), total, per image, shares."""
+        d = asdict(self)
+        d["total_j"] = self.total
+        d["per_image_j"] = self.per_image
+        total = self.total or 1.0
+        d["shares"] = {c: getattr(self, c) / total for c in COMPONENTS}
+        return d
+
+
+def spiking_energy(counts: SpikingCounts, g_sum_us: float,
+                   hardware: str | AnalogHardware = "pcm90nm_joshi2020",
+                   devices_per_synapse: int = 4) -> SpikingEnergy:
+    """Energy of a spiking run on ``hardware`` (module docstring; Sebastian et al., J. Appl.
+    Phys. 124, 111101 (2018) for PCM synapse arrays, Boybat et al. 2018 for the
+    multi-device synapse and its accumulator).
+
+    ``g_sum_us`` is the sum of every synapse device's conductance (uS); the crossbar term
+    charges each spike with its row's share, g_sum_us / inputs.
+    """
+    hw = get_hardware(hardware)
+    if not (math.isfinite(g_sum_us) and g_sum_us >= 0):
+        raise ValueError(f"spiking_energy: g_sum_us must be a finite number >= 0, "
+                         f"got {g_sum_us!r}")
+    if not (isinstance(devices_per_synapse, int) and devices_per_synapse >= 1):
+        raise ValueError("spiking_energy: devices_per_synapse must be an integer >= 1, "
+                         f"got {devices_per_synapse!r}")
+    c = counts
+    steps = c.images * c.time_steps
+    row_tiles = math.ceil(c.inputs / hw.tile_rows)
+    t_in = input_window(hw, hw.dac_bits)
+    crossbar = c.input_spikes * hw.v_read ** 2 * t_in * (g_sum_us / c.inputs) * 1e-6
+    column_reads = steps * c.neurons * (row_tiles * adc_energy(hw, hw.adc_bits)
+                                        + (row_tiles - 1) * hw.e_acc)
+    plasticity = set_e = reset_e = 0.0
+    if c.learning:
+        synapses = c.inputs * c.neurons
+        plasticity = hw.e_elem * (steps * (c.inputs + c.neurons)
+                                  + c.input_spikes * c.neurons + c.output_spikes * c.inputs
+                                  + math.ceil(c.images / c.batch) * 2 * synapses)
+        set_e = c.set_pulses * hw.e_set_pulse
+        reset_e = (c.reset_pulses + c.refreshes * devices_per_synapse) * hw.e_reset_pulse
+    return SpikingEnergy(hardware=hw.name, images=c.images,
+                         row_drives=c.input_spikes * hw.e_dac_row, crossbar=crossbar,
+                         column_reads=column_reads,
+                         neurons=steps * c.neurons * 4 * hw.e_elem, plasticity=plasticity,
+                         set_pulses=set_e, reset_pulses=reset_e)
