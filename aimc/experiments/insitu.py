@@ -345,6 +345,28 @@ def _table(records: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _energy_table(records: dict[str, dict]) -> str:
+    """Training energy by component on each preset (mJ), and the digital baselines."""
+    from ..energy.training import COMPONENTS
+
+    head = " | ".join(c.replace("_", " ") for c in COMPONENTS)
+    lines = [f"| method | hardware | {head} | total (mJ) | per image (uJ) |",
+             "|---|---|" + "---|" * (len(COMPONENTS) + 2)]
+    for method, rec in records.items():
+        energy = rec.get("energy") or {}
+        for hw in ENERGY_HARDWARE:
+            if hw not in energy:
+                continue
+            e = energy[hw]
+            cells = " | ".join(f"{e[c] * 1e3:.3g}" for c in COMPONENTS)
+            lines.append(f"| {method} | {hw} | {cells} | {e['total_j'] * 1e3:.4g} | "
+                         f"{e['per_sample_j'] * 1e6:.4g} |")
+        for base, joules in (energy.get("digital") or {}).items():
+            lines.append(f"| {method} | {base} (digital) |" + " |" * len(COMPONENTS)
+                         + f" {joules * 1e3:.4g} | {joules / energy['samples'] * 1e6:.4g} |")
+    return "\n".join(lines) + "\n"
+
+
 # Relative cost of one epoch per method (measured steps on 2 cores), to balance --jobs.
 _COST = {"fp32": 1.0, "mixed-precision": 6.0, "2t2r3t1c": 6.0, "analog-sgd": 8.0,
          "tiki-taka": 12.0}
@@ -495,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
                   curves={m: r["curve"] for m, r in records.items()}, config=config,
                   energy={m: r.get("energy") for m, r in records.items()})
     _plot(records, out / "insitu.png")
-    table = _table(records)
+    table = _table(records) + "\n" + _energy_table(records)
     write_text_atomic(out / "insitu.md", table)
     print(table)
     return 0
