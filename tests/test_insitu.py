@@ -138,6 +138,23 @@ def test_pair_refresh_keeps_weight_within_programming_error():
     assert abs(float(err.mean())) < 0.3 and float(err.std()) < 0.8  # about one SET step
 
 
+def test_refresh_skips_pairs_it_cannot_compact():
+    # G+ = 13, G- at RESET: the weight itself needs 13 uS, a refresh would write it back
+    # to 13 and fire again at the next check. G+ = 13, G- = 5: it frees 5 uS.
+    model = small_net()
+    opt = MixedPrecision(model, lr=0.1, seed=5)
+    layer = insitu_layers(model)[0]
+    g_pos = torch.full_like(layer.g_pos, 13.0)
+    g_neg = torch.full_like(layer.g_neg, 0.1)
+    g_neg[0] = 5.0  # first output row: common mode of 4.9 uS
+    layer.g_pos, layer.g_neg = g_pos, g_neg
+    count, pulses = opt.pair.refresh(layer, 12.0, opt.gen)
+    assert count == layer.in_features and pulses > 0
+    assert float(torch.maximum(layer.g_pos, layer.g_neg)[0].max()) < 10.0  # 8 uS + error
+    assert torch.equal(layer.g_pos[1:], g_pos[1:]) and torch.equal(layer.g_neg[1:], g_neg[1:])
+    assert opt.pair.refresh(layer, 12.0, opt.gen)[0] == 0  # nothing left to compact
+
+
 def multi(seed=7, **kw):
     model = small_net(sizes=(20, 200, 4))
     return model, MultiConductance(model, lr=0.1, seed=seed, group=128, **kw)

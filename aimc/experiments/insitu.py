@@ -352,6 +352,7 @@ def _energy_table(records: dict[str, dict]) -> str:
     head = " | ".join(c.replace("_", " ") for c in COMPONENTS)
     lines = [f"| method | hardware | {head} | total (mJ) | per image (uJ) |",
              "|---|---|" + "---|" * (len(COMPONENTS) + 2)]
+    shown: set[str] = set()
     for method, rec in records.items():
         energy = rec.get("energy") or {}
         for hw in ENERGY_HARDWARE:
@@ -362,6 +363,9 @@ def _energy_table(records: dict[str, dict]) -> str:
             lines.append(f"| {method} | {hw} | {cells} | {e['total_j'] * 1e3:.4g} | "
                          f"{e['per_sample_j'] * 1e6:.4g} |")
         for base, joules in (energy.get("digital") or {}).items():
+            if base in shown:  # the same network on the same baseline: once is enough
+                continue
+            shown.add(base)
             lines.append(f"| {method} | {base} (digital) |" + " |" * len(COMPONENTS)
                          + f" {joules * 1e3:.4g} | {joules / energy['samples'] * 1e6:.4g} |")
     return "\n".join(lines) + "\n"

@@ -339,12 +339,21 @@ class PCMPair:
         _set_buffer(layer, self.prefix + "neg", new_neg)
         return n
 
-    def refresh(self, layer: InSituLinear, threshold: float, gen: torch.Generator
-                ) -> tuple[int, int]:
+    def refresh(self, layer: InSituLinear, threshold: float, gen: torch.Generator,
+                min_gain: float | None = None) -> tuple[int, int]:
         """Pairs with a device above ``threshold`` uS: read W, RESET both, program W back
-        onto one device (Nandakumar 2020, "refresh"). Returns (pairs refreshed, pulses)."""
+        onto one device (Nandakumar 2020, "refresh"). Returns (pairs refreshed, pulses).
+
+        Only pairs whose smaller device sits at least ``min_gain`` uS above RESET (default:
+        one mean SET step from RESET) are refreshed: the refresh frees that common mode
+        and nothing else, so a pair whose weight alone needs more than ``threshold`` on
+        one device would be refreshed again at every check, each time reprogramming it
+        (with a programming error, and with a thousand small SET steps near the top)."""
         g_pos, g_neg, _, _ = self.tensors(layer)
-        mask = torch.maximum(g_pos, g_neg) > threshold
+        if min_gain is None:
+            min_gain = float(self.device.mean_step(torch.tensor(self.device.g_reset)))
+        mask = ((torch.maximum(g_pos, g_neg) > threshold)
+                & (torch.minimum(g_pos, g_neg) - self.device.g_reset >= min_gain))
         count = int(mask.sum())
         if not count:
             return 0, 0
