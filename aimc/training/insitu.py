@@ -449,9 +449,7 @@ class InSituOptimizer(torch.optim.Optimizer):
         self._analog = {id(layer.weight) for layer in self.layers}
         with torch.no_grad():
             for layer in self.layers:
-                pulses = self.init_layer(layer, layer.weight.detach().clone())
-                self.counters["pulses"] += pulses
-                self.counters["verified_pulses"] += pulses  # programmed closed-loop
+                self._programmed(self.init_layer(layer, layer.weight.detach().clone()))
                 self._reread(layer)
 
     # -- subclasses ---------------------------------------------------------------------------
@@ -478,6 +476,17 @@ class InSituOptimizer(torch.optim.Optimizer):
     # -- the loop ----------------------------------------------------------------------------
     def _reread(self, layer: InSituLinear) -> None:
         layer.weight.data.copy_(self.device_weight(layer, read=True))
+
+    def _programmed(self, pulses: int) -> None:
+        """Count SET pulses of closed-loop programming (each followed by a verify read)."""
+        self.counters["pulses"] += pulses
+        self.counters["verified_pulses"] += pulses
+
+    def _refresh(self, layer: InSituLinear) -> None:
+        """Refresh the saturated PCM pairs of ``layer`` (``self.pair``, ``refresh_threshold``)."""
+        count, pulses = self.pair.refresh(layer, self.refresh_threshold, self.gen)
+        self.counters["refreshes"] += count
+        self._programmed(pulses)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -569,10 +578,7 @@ class _PairOptimizer(InSituOptimizer):
 
     def _maybe_refresh(self, layer) -> None:
         if self.refresh_every and (self.counters["steps"] + 1) % self.refresh_every == 0:
-            count, pulses = self.pair.refresh(layer, self.refresh_threshold, self.gen)
-            self.counters["refreshes"] += count
-            self.counters["pulses"] += pulses
-            self.counters["verified_pulses"] += pulses
+            self._refresh(layer)
 
 
 class AnalogSGD(_PairOptimizer):
@@ -778,24 +784,18 @@ class MultiConductance(InSituOptimizer):
         if self.tolerance is None:
             moved = mask
             if bool(mask.any()):
-                pulses = self.pair.program_difference(layer, low / self.gain, self.gen,
-                                                      mask.float())
-                self.counters["pulses"] += pulses
-                self.counters["verified_pulses"] += pulses
+                self._programmed(self.pair.program_difference(layer, low / self.gain,
+                                                              self.gen, mask.float()))
         else:
             tol = self._tolerance_us(self.tolerance)
             target = torch.where(mask, total / self.gain, pair)
             n = self.pair.program_closed_loop(layer, target, tol, self.gen)
             moved = n > 0
-            self.counters["pulses"] += int(n.sum())
-            self.counters["verified_pulses"] += int(n.sum())
+            self._programmed(int(n.sum()))
         self.counters["transfers"] += int(moved.sum())
         if self.residual == "reset":
             layer.cap = torch.where(moved, self.shared(layer), layer.cap)
-        count, pulses = self.pair.refresh(layer, self.refresh_threshold, self.gen)
-        self.counters["refreshes"] += count
-        self.counters["pulses"] += pulses
-        self.counters["verified_pulses"] += pulses
+        self._refresh(layer)
         if self.residual == "keep":
             # Verify read after programming: what the PCM pair missed of the total weight
             # is written onto the capacitor (within its range).
@@ -954,10 +954,7 @@ class TikiTaka(InSituOptimizer):
         if steps % self.transfer_every == 0:
             self.transfer(layer, lr / self.defaults["lr"])
         if self.refresh_every and steps % self.refresh_every == 0:
-            count, pulses = self.pair.refresh(layer, self.refresh_threshold, self.gen)
-            self.counters["refreshes"] += count
-            self.counters["pulses"] += pulses
-            self.counters["verified_pulses"] += pulses
+            self._refresh(layer)
 
     @torch.no_grad()
     def transfer(self, layer: InSituLinear, lr_factor: float = 1.0) -> None:
