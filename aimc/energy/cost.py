@@ -23,7 +23,9 @@ programmed (or target) conductances of the layer in uS.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from .hardware import AnalogHardware
 
@@ -168,3 +170,14 @@ def mvm_tops_per_watt(hw: AnalogHardware, rows: int, cols: int, dac_bits: int, a
     counts = analog_counts(1, cols, rows, 1, cols, 1, 1)
     e = analog_energy(hw, counts, dac_bits, adc_bits, g_sum_us, activity)
     return 2.0 * rows * cols / e.total / 1e12
+
+
+def breakdown(result: Any, components: Sequence[str], per: str, count: int) -> dict[str, Any]:
+    """A result dataclass of energy components (J) as a plain dict: its fields, the
+    total, the energy per ``per`` (``count`` of them) and each component's share."""
+    d = asdict(result)
+    total = sum(d[c] for c in components)
+    d["total_j"] = total
+    d[f"per_{per}_j"] = total / max(count, 1)
+    d["shares"] = {c: d[c] / (total or 1.0) for c in components}
+    return d

@@ -27,10 +27,10 @@ tiles of a hardware preset, per image shown for ``time_steps`` steps:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-from .cost import adc_energy, input_window
+from .cost import adc_energy, breakdown, input_window
 from .hardware import AnalogHardware, get_hardware
 
 COMPONENTS = ("row_drives", "crossbar", "column_reads", "neurons", "plasticity",
@@ -114,12 +114,7 @@ class SpikingEnergy:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict: components (J), total, per image, shares."""
-        d = asdict(self)
-        d["total_j"] = self.total
-        d["per_image_j"] = self.per_image
-        total = self.total or 1.0
-        d["shares"] = {c: getattr(self, c) / total for c in COMPONENTS}
-        return d
+        return breakdown(self, COMPONENTS, "image", self.images)
 
 
 def spiking_energy(counts: SpikingCounts, g_sum_us: float,

@@ -39,10 +39,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
-from .cost import AnalogEnergy, adc_energy, analog_counts, analog_energy
+from .cost import AnalogEnergy, adc_energy, analog_counts, analog_energy, breakdown
 from .hardware import AnalogHardware, DigitalBaseline, get_baseline, get_hardware
 
 COMPONENTS = ("forward", "backward", "update_compute", "update_lines", "set_pulses",
@@ -180,12 +180,8 @@ class TrainingEnergy:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict: every component in J, the total, per sample and the shares."""
-        d = asdict(self)
+        d = breakdown(self, COMPONENTS, "sample", self.samples)
         d["notes"] = list(self.notes)
-        d["total_j"] = self.total
-        d["per_sample_j"] = self.per_sample
-        total = self.total or 1.0
-        d["shares"] = {c: getattr(self, c) / total for c in COMPONENTS}
         return d
 
     def format(self) -> str:
