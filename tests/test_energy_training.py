@@ -143,7 +143,7 @@ def test_validation_names_the_field():
 
 def test_digital_training_baseline_by_hand():
     base = E.edge_int8_45nm()
-    e = digital_training_energy(MLP, 1000, 100, base)
+    e = digital_training_energy(MLP.shapes, 1000, 100, base)
     w, acts = MLP.weights, sum(i + o for i, o in MLP.shapes)
     assert e == pytest.approx(3 * w * 1000 * base.e_mac
                               + (100 * 3 * w + 1000 * 2 * acts) * base.e_byte)

@@ -38,7 +38,7 @@ The per-pulse energies are hardware fields with their sources (:mod:`aimc.energy
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -363,13 +363,14 @@ def training_energy(method: str, layout: Layout, counts: TrainingCounts,
                           notes=tuple(notes), **update)
 
 
-def digital_training_energy(layout: Layout, samples: int, steps: int,
+def digital_training_energy(shapes: Sequence[tuple[int, int]], samples: int, steps: int,
                             baseline: str | DigitalBaseline = "edge_int8_45nm") -> float:
-    """Energy of the same training on a digital processor (J): three MACs per weight and
-    sample (forward, error, weight gradient), the weights read twice and written once per
-    step, every layer's input and output moved forward and back per sample."""
+    """Energy of the same training on a digital processor (J) for layers of (fan_in, out)
+    ``shapes``: three MACs per weight and sample (forward, error, weight gradient), the
+    weights read twice and written once per step, every layer's input and output moved
+    forward and back per sample (Horowitz 2014's energies via the baseline preset)."""
     base = get_baseline(baseline)
-    w = layout.weights
-    acts = sum(i + o for i, o in layout.shapes)
+    w = sum(i * o for i, o in shapes)
+    acts = sum(i + o for i, o in shapes)
     moved = (steps * 3 * w + samples * 2 * acts) * base.bytes_per_value
     return 3 * w * samples * base.e_mac + moved * base.e_byte

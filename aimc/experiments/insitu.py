@@ -34,7 +34,6 @@ from torch import nn
 from ..config import write_text_atomic
 from ..devices.pulsed import make_pulsed_device
 from ..energy.training import (
-    Layout,
     TrainingCounts,
     digital_training_energy,
     insitu_layout,
@@ -170,12 +169,10 @@ def training_energies(method: str, model: nn.Module, opt: Any, samples: int,
     the FP32 run is costed on the digital baselines instead."""
     steps = math.ceil(samples / batch)
     if method == "fp32":
-        shapes = tuple((m.in_features, m.out_features) for m in model.modules()
-                       if isinstance(m, nn.Linear))
-        layout = Layout(shapes=shapes, rows=1, cols=1, dac_bits=1, adc_bits=1,
-                        g_sum_us=(0.0,) * len(shapes))
+        shapes = [(m.in_features, m.out_features) for m in model.modules()
+                  if isinstance(m, nn.Linear)]
         return {"samples": samples, "digital": {
-            b: digital_training_energy(layout, samples, steps, b) for b in ENERGY_BASELINES}}
+            b: digital_training_energy(shapes, samples, steps, b) for b in ENERGY_BASELINES}}
     layout = insitu_layout(opt)
     counts = TrainingCounts.from_stats(opt.stats(), samples)
     bl = getattr(opt, "bl", 10)
@@ -183,7 +180,7 @@ def training_energies(method: str, model: nn.Module, opt: Any, samples: int,
                            "g_sum_us": list(layout.g_sum_us)}
     for hw in ENERGY_HARDWARE:
         out[hw] = training_energy(method, layout, counts, hw, bl=bl).to_dict()
-    out["digital"] = {b: digital_training_energy(layout, samples, steps, b)
+    out["digital"] = {b: digital_training_energy(layout.shapes, samples, steps, b)
                       for b in ENERGY_BASELINES}
     return out
 
