@@ -7,6 +7,7 @@ import torch
 
 from aimc.devices.pulsed import (
     PULSED_DEVICES,
+    PULSES_PER_ROUND,
     Capacitor,
     ConstantStep,
     PulsedPCM,
@@ -298,3 +299,24 @@ def test_symmetry_point_of_soft_bounds_and_of_a_pcm_pair():
     for _ in range(50):
         c = flat.pulse(flat.pulse(c, torch.ones(m)), -torch.ones(m))
     assert torch.allclose(c, torch.full((m,), 5.0), atol=1e-4)
+
+
+def test_closed_loop_programming_caps_pulses_per_round_near_saturation():
+    # Near g_max the nominal step is ~0: without a budget the controller would ask for
+    # (target - G) / mu(G), about 2,400 pulses at 24.9 uS, every round.
+    dev = PulsedPCM()
+    g0 = torch.full((1000,), 24.9)
+    d2d = dev.sample_d2d((1000,), gen(30))
+    g, n = program_set_only(dev, g0, torch.full((1000,), 26.0), d2d, gen(31))
+    assert float(n.max()) <= 8 * PULSES_PER_ROUND + 1 and float(n.min()) >= 8 * PULSES_PER_ROUND
+    assert (g <= dev.g_max).all()
+    g_neg = torch.full((1000,), 0.1)
+    _, _, n = program_pair_closed_loop(dev, g0, g_neg, torch.full((1000,), 26.0), d2d, d2d,
+                                       0.1, gen(32))
+    assert float(n.max()) <= 8 * PULSES_PER_ROUND
+    # a reachable target is not affected by the budget
+    g, n = program_set_only(dev, torch.full((1000,), 0.1), torch.full((1000,), 5.0), d2d,
+                            gen(33), max_pulses=10**6)
+    g2, n2 = program_set_only(dev, torch.full((1000,), 0.1), torch.full((1000,), 5.0), d2d,
+                              gen(33))
+    assert torch.equal(n, n2) and torch.equal(g, g2)

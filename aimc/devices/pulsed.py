@@ -407,9 +407,17 @@ def pulse_sparse(device: PulsedDevice, g: Tensor, n: Tensor, d2d: Tensor | float
     return flat.view_as(g)
 
 
+PULSES_PER_ROUND = 32
+"""Most SET pulses a program-and-verify controller applies to one device between two
+verify reads ([A]: a per-round budget; without one, a target the device can hardly reach,
+where the nominal step mu(G) is near 0, asks for (target - G) / mu(G) pulses, millions
+near g_max). It binds only near saturation: the first round from RESET towards 10 uS
+asks for 11."""
+
+
 def program_set_only(device: PulsedPCM, g: Tensor, target: Tensor, d2d: Tensor | float,
-                     generator: torch.Generator | None = None, max_iter: int = 8
-                     ) -> tuple[Tensor, Tensor]:
+                     generator: torch.Generator | None = None, max_iter: int = 8,
+                     max_pulses: int = PULSES_PER_ROUND) -> tuple[Tensor, Tensor]:
     """Closed-loop (program-and-verify) SET-only programming of PCM towards ``target``.
 
     Each round reads the devices and applies the whole pulses the nominal model says are
@@ -419,12 +427,14 @@ def program_set_only(device: PulsedPCM, g: Tensor, target: Tensor, d2d: Tensor |
     expected result is the target (stochastic rounding). Devices at or above their
     target get nothing: a SET-only device cannot undo an overshoot without a RESET.
     This is the iterative programming of Ambrogio et al. 2018 (closed-loop tuning of
-    the PCM pair at transfer) with our pulse model. Returns (conductances, pulses per
-    device).
+    the PCM pair at transfer) with our pulse model. A round applies at most
+    ``max_pulses`` pulses to a device (:data:`PULSES_PER_ROUND`). Returns (conductances,
+    pulses per device).
     """
     total = torch.zeros_like(g)
     for _ in range(max_iter):
-        n = torch.floor((target - g).clamp_min(0.0) / device.mean_step(g).clamp_min(1e-6))
+        n = torch.floor((target - g).clamp_min(0.0) / device.mean_step(g).clamp_min(1e-6)
+                        ).clamp_max(max_pulses)
         if not bool((n > 0).any()):
             break
         g = pulse_sparse(device, g, n, d2d, generator)
@@ -438,7 +448,8 @@ def program_set_only(device: PulsedPCM, g: Tensor, target: Tensor, d2d: Tensor |
 def program_pair_closed_loop(device: PulsedPCM, g_pos: Tensor, g_neg: Tensor, target: Tensor,
                              d2d_pos: Tensor | float, d2d_neg: Tensor | float,
                              tolerance: float, generator: torch.Generator | None = None,
-                             max_iter: int = 8) -> tuple[Tensor, Tensor, Tensor]:
+                             max_iter: int = 8, max_pulses: int = PULSES_PER_ROUND
+                             ) -> tuple[Tensor, Tensor, Tensor]:
     """Closed-loop programming of a SET-only differential pair G+ - G- towards ``target``.
 
     Program-and-verify with a tolerance, as in the transfer of Ambrogio et al. 2018 (the
@@ -448,7 +459,8 @@ def program_pair_closed_loop(device: PulsedPCM, g_pos: Tensor, g_neg: Tensor, ta
     max(1, floor(-e / mu(G-))) to G-, mu the nominal mean step (the controller does not
     know a device's own step factor: the verify read corrects for it). An overshoot is
     corrected by the other device, so the result lands within the tolerance unless
-    ``max_iter`` rounds run out (large single-pulse steps, tolerance below one step).
+    ``max_iter`` rounds run out (large single-pulse steps, tolerance below one step, or
+    a device so near saturation that ``max_pulses`` per round cannot move it far enough).
     Devices already within the tolerance get no pulse. With ``tolerance`` = half a
     mean step the pair is rounded to the nearest step. Returns (G+, G-, pulses per pair).
     """
@@ -462,9 +474,9 @@ def program_pair_closed_loop(device: PulsedPCM, g_pos: Tensor, g_neg: Tensor, ta
         if not bool((up | down).any()):
             break
         n_pos = torch.where(up, torch.floor(err / device.mean_step(g_pos).clamp_min(1e-6))
-                            .clamp_min(1.0), torch.zeros_like(err))
+                            .clamp(1.0, max_pulses), torch.zeros_like(err))
         n_neg = torch.where(down, torch.floor(-err / device.mean_step(g_neg).clamp_min(1e-6))
-                            .clamp_min(1.0), torch.zeros_like(err))
+                            .clamp(1.0, max_pulses), torch.zeros_like(err))
         g_pos = pulse_sparse(device, g_pos, n_pos, d2d_pos, generator)
         g_neg = pulse_sparse(device, g_neg, n_neg, d2d_neg, generator)
         total = total + n_pos + n_neg
