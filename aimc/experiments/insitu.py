@@ -34,6 +34,7 @@ from torch import nn
 from ..config import write_text_atomic
 from ..devices.pulsed import make_pulsed_device
 from ..energy.training import (
+    COMPONENTS as ENERGY_COMPONENTS,
     TrainingCounts,
     digital_training_energy,
     insitu_layout,
@@ -207,14 +208,13 @@ def train_one(method: str, data: tuple, args: argparse.Namespace, ckpt_dir: Path
         record = state["record"]
         log(f"{method}: resumed after epoch {len(record['curve'])}")
     epochs = args.epochs_for.get(method, args.epochs)
+    samples = len(train_x) * epochs
     record.setdefault("epochs", epochs)
     if record["done"]:
         # Re-costed from the finished devices at every resume: the energy model may change.
-        record["energy"] = training_energies(method, model, opt, len(train_x) * epochs,
-                                             args.batch)
+        record["energy"] = training_energies(method, model, opt, samples, args.batch)
         return record
     record["epochs"] = epochs
-    samples = len(train_x) * epochs
     for epoch in range(len(record["curve"]), epochs):
         for group in opt.param_groups:
             group["lr"] = _lr_at(args.lr, epoch, epochs)
@@ -344,11 +344,9 @@ def _table(records: dict[str, dict]) -> str:
 
 def _energy_table(records: dict[str, dict]) -> str:
     """Training energy by component on each preset (mJ), and the digital baselines."""
-    from ..energy.training import COMPONENTS
-
-    head = " | ".join(c.replace("_", " ") for c in COMPONENTS)
+    head = " | ".join(c.replace("_", " ") for c in ENERGY_COMPONENTS)
     lines = [f"| method | hardware | {head} | total (mJ) | per image (uJ) |",
-             "|---|---|" + "---|" * (len(COMPONENTS) + 2)]
+             "|---|---|" + "---|" * (len(ENERGY_COMPONENTS) + 2)]
     shown: set[str] = set()
     for method, rec in records.items():
         energy = rec.get("energy") or {}
@@ -356,14 +354,14 @@ def _energy_table(records: dict[str, dict]) -> str:
             if hw not in energy:
                 continue
             e = energy[hw]
-            cells = " | ".join(f"{e[c] * 1e3:.3g}" for c in COMPONENTS)
+            cells = " | ".join(f"{e[c] * 1e3:.3g}" for c in ENERGY_COMPONENTS)
             lines.append(f"| {method} | {hw} | {cells} | {e['total_j'] * 1e3:.4g} | "
                          f"{e['per_sample_j'] * 1e6:.4g} |")
         for base, joules in (energy.get("digital") or {}).items():
             if base in shown:  # the same network on the same baseline: once is enough
                 continue
             shown.add(base)
-            lines.append(f"| {method} | {base} (digital) |" + " |" * len(COMPONENTS)
+            lines.append(f"| {method} | {base} (digital) |" + " |" * len(ENERGY_COMPONENTS)
                          + f" {joules * 1e3:.4g} | {joules / energy['samples'] * 1e6:.4g} |")
     return "\n".join(lines) + "\n"
 
