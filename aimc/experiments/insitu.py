@@ -35,6 +35,8 @@ from ..config import write_text_atomic
 from ..devices.pulsed import make_pulsed_device
 from ..energy.training import (
     COMPONENTS as ENERGY_COMPONENTS,
+)
+from ..energy.training import (
     TrainingCounts,
     digital_training_energy,
     insitu_layout,
