@@ -34,9 +34,7 @@ from torch import nn
 from ..config import write_text_atomic
 from ..devices.pulsed import make_pulsed_device
 from ..energy.training import (
-    COMPONENTS as ENERGY_COMPONENTS,
-)
-from ..energy.training import (
+    COMPONENTS,
     TrainingCounts,
     digital_training_energy,
     insitu_layout,
@@ -346,9 +344,9 @@ def _table(records: dict[str, dict]) -> str:
 
 def _energy_table(records: dict[str, dict]) -> str:
     """Training energy by component on each preset (mJ), and the digital baselines."""
-    head = " | ".join(c.replace("_", " ") for c in ENERGY_COMPONENTS)
+    head = " | ".join(c.replace("_", " ") for c in COMPONENTS)
     lines = [f"| method | hardware | {head} | total (mJ) | per image (uJ) |",
-             "|---|---|" + "---|" * (len(ENERGY_COMPONENTS) + 2)]
+             "|---|---|" + "---|" * (len(COMPONENTS) + 2)]
     shown: set[str] = set()
     for method, rec in records.items():
         energy = rec.get("energy") or {}
@@ -356,14 +354,14 @@ def _energy_table(records: dict[str, dict]) -> str:
             if hw not in energy:
                 continue
             e = energy[hw]
-            cells = " | ".join(f"{e[c] * 1e3:.3g}" for c in ENERGY_COMPONENTS)
+            cells = " | ".join(f"{e[c] * 1e3:.3g}" for c in COMPONENTS)
             lines.append(f"| {method} | {hw} | {cells} | {e['total_j'] * 1e3:.4g} | "
                          f"{e['per_sample_j'] * 1e6:.4g} |")
         for base, joules in (energy.get("digital") or {}).items():
             if base in shown:  # the same network on the same baseline: once is enough
                 continue
             shown.add(base)
-            lines.append(f"| {method} | {base} (digital) |" + " |" * len(ENERGY_COMPONENTS)
+            lines.append(f"| {method} | {base} (digital) |" + " |" * len(COMPONENTS)
                          + f" {joules * 1e3:.4g} | {joules / energy['samples'] * 1e6:.4g} |")
     return "\n".join(lines) + "\n"
 
