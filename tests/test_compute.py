@@ -75,6 +75,29 @@ def test_small_correlation_experiment_separates_the_groups():
     tops = [h["top_m_precision"] for h in res.history[:-1]]
     assert tops[-1] > tops[0] + 0.1
     assert res.pulses > 0
+    # amplitudes are in (0, 1]: the pulses' charge is positive and at most their number
+    assert 0 < res.pulse_charge <= res.pulses
+
+
+def test_correlation_study_writes_its_energy(tmp_path):
+    import json
+
+    from aimc.experiments.correlation import main
+
+    assert main(["--processes", "2000", "--correlated", "40", "--steps", "600",
+                 "--no-progress", "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "correlation.json").read_text())
+    e = doc["energy"]["pcm90nm_joshi2020"]
+    assert e["set_pulses"] == pytest.approx(doc["pulse_charge"] * 27e-12)
+    assert e["momentum"] == pytest.approx(600 * 2000 * e_elem_90nm())
+    row = next(r for r in doc["rows"] if r["metric"] == "energy_j")
+    assert row["mean"] == pytest.approx(e["total_j"])
+
+
+def e_elem_90nm():
+    from aimc.energy import pcm90nm_joshi2020
+
+    return pcm90nm_joshi2020().e_elem
 
 
 def test_correlation_config_validation():

@@ -237,3 +237,15 @@ def test_spiking_energy_by_hand():
         dataclasses.replace(c, inputs=0)
     with pytest.raises(ValueError, match="g_sum_us"):
         spiking_energy(c, float("nan"), HW)
+
+
+def test_correlation_energy_by_hand():
+    from aimc.energy.spiking import correlation_energy
+
+    e = correlation_energy(1000, 50, 123.5, HW)
+    assert e.momentum == pytest.approx(50 * 1000 * HW.e_elem)
+    assert e.set_pulses == pytest.approx(123.5 * HW.e_set_pulse)
+    assert e.final_read == pytest.approx(1000 * (HW.e_dac_row + cost.adc_energy(HW, 8)))
+    assert e.to_dict()["total_j"] == pytest.approx(e.total)
+    with pytest.raises(ValueError, match="pulse_charge"):
+        correlation_energy(1000, 50, -1.0, HW)

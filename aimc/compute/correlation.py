@@ -180,6 +180,9 @@ class CorrelationResult:
     top-M precision (the fraction of correlated ones among the M highest devices)."""
     pulses: int
     """Total number of (non-zero amplitude) SET pulses applied."""
+    pulse_charge: float = 0.0
+    """Sum of the applied pulses' amplitudes, in full pulses (what their energy scales
+    with, :func:`aimc.energy.spiking.correlation_energy`)."""
 
 
 def detect_correlations(cfg: CorrelationConfig,
@@ -199,7 +202,7 @@ def detect_correlations(cfg: CorrelationConfig,
     factor = dev.sample_d2d((n,), gen)
     last_pulse = torch.zeros(n, dtype=torch.int32)
     ref = torch.rand(cfg.steps, generator=gen) < cfg.rate
-    mean = var_sum = 0.0
+    mean = var_sum = charge = 0.0
     pulses = 0
     checkpoints = {round(cfg.steps * (i + 1) / cfg.checkpoints) for i in range(cfg.checkpoints)}
     history: list[dict] = []
@@ -216,6 +219,7 @@ def detect_correlations(cfg: CorrelationConfig,
                 g[idx] = dev.pulse(g[idx], min(amp, 1.0), factor[idx], gen)
                 last_pulse[idx] = k
                 pulses += idx.numel()
+                charge += min(amp, 1.0) * idx.numel()
         # Welford running mean / variance of M(k), updated after its use (causal)
         delta = total - mean
         mean += delta / (k + 1)
@@ -230,7 +234,8 @@ def detect_correlations(cfg: CorrelationConfig,
     final = _score(g_read, truth, cfg.steps, m)
     final["read"] = True
     history.append(final)
-    return CorrelationResult(g=g_read, truth=truth, history=history, pulses=pulses)
+    return CorrelationResult(g=g_read, truth=truth, history=history, pulses=pulses,
+                             pulse_charge=charge)
 
 
 def _score(g: Tensor, truth: Tensor, step: int, m: int) -> dict:

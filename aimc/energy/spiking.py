@@ -154,3 +154,47 @@ def spiking_energy(counts: SpikingCounts, g_sum_us: float,
                          column_reads=column_reads,
                          neurons=steps * c.neurons * 4 * hw.e_elem, plasticity=plasticity,
                          set_pulses=set_e, reset_pulses=reset_e)
+
+
+@dataclass(frozen=True)
+class CorrelationEnergy:
+    """Energy of a computational-memory correlation detection run (J)."""
+
+    hardware: str
+    """Hardware preset name."""
+    momentum: float
+    """The collective activity M(k) = sum_i X_i(k), one addition per process and step."""
+    set_pulses: float
+    """The SET pulses on the active processes' devices, scaled by their amplitudes."""
+    final_read: float
+    """One read of every device at the end (a row drive and an ADC conversion each)."""
+
+    @property
+    def total(self) -> float:
+        """Energy of the run (J)."""
+        return self.momentum + self.set_pulses + self.final_read
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict: components (J), total, shares."""
+        return breakdown(self, ("momentum", "set_pulses", "final_read"), "run", 1)
+
+
+def correlation_energy(processes: int, steps: int, pulse_charge: float,
+                       hardware: str | AnalogHardware = "pcm90nm_joshi2020"
+                       ) -> CorrelationEnergy:
+    """Energy of Sebastian et al. 2017's correlation detection (Nat. Commun. 8, 1115):
+    per step the digital sum of the N binary processes (``e_elem`` each), amplitude-
+    modulated SET pulses on the active devices (``pulse_charge`` full pulses at
+    ``e_set_pulse``: a pulse of relative amplitude a draws a times the current for the same
+    time), and one read of every device at the end."""
+    hw = get_hardware(hardware)
+    for name, value in (("processes", processes), ("steps", steps)):
+        if not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"correlation_energy: {name} must be an integer >= 1, "
+                             f"got {value!r}")
+    if not (math.isfinite(pulse_charge) and pulse_charge >= 0):
+        raise ValueError(f"correlation_energy: pulse_charge must be >= 0, got {pulse_charge!r}")
+    return CorrelationEnergy(
+        hardware=hw.name, momentum=steps * processes * hw.e_elem,
+        set_pulses=pulse_charge * hw.e_set_pulse,
+        final_read=processes * (hw.e_dac_row + adc_energy(hw, hw.adc_bits)))

@@ -21,7 +21,10 @@ import torch
 
 from ..compute.correlation import CorrelationConfig, detect_correlations
 from ..config import write_text_atomic
+from ..energy.spiking import correlation_energy
 from .results import now_utc, write_results
+
+ENERGY_HARDWARE = ("pcm90nm_joshi2020", "pcm14nm_legallo2023")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = [{"method": "pcm", "metric": key, "mean": final[key], "n": 1,
              "steps": cfg.steps} for key in ("precision", "recall", "top_m_precision")]
     rows.append({"method": "pcm", "metric": "runtime_s", "mean": round(runtime, 2), "n": 1})
+    rows.append({"method": "pcm", "metric": "energy_j", "hardware": ENERGY_HARDWARE[0], "n": 1,
+                 "mean": correlation_energy(cfg.processes, cfg.steps, res.pulse_charge,
+                                            ENERGY_HARDWARE[0]).total})
     g_c, g_u = res.g[res.truth], res.g[~res.truth]
     command = "aimc reproduce correlation " + shlex.join(argv if argv is not None
                                                          else sys.argv[1:])
@@ -114,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
                   dataset=(f"synthetic: {cfg.processes} Bernoulli({cfg.rate}) processes, "
                            f"{cfg.correlated} correlated with c = {cfg.c}"),
                   started=started, runtime_s=runtime, rows=rows, history=res.history,
-                  set_pulses=res.pulses, config=cfg.to_dict(),
+                  set_pulses=res.pulses, pulse_charge=res.pulse_charge,
+                  energy={hw: correlation_energy(cfg.processes, cfg.steps, res.pulse_charge,
+                                                 hw).to_dict() for hw in ENERGY_HARDWARE},
+                  config=cfg.to_dict(),
                   conductance_uS={"correlated_mean": round(float(g_c.mean()), 4),
                                   "correlated_std": round(float(g_c.std()), 4),
                                   "uncorrelated_mean": round(float(g_u.mean()), 4),
