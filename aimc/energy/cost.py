@@ -172,12 +172,15 @@ def mvm_tops_per_watt(hw: AnalogHardware, rows: int, cols: int, dac_bits: int, a
     return 2.0 * rows * cols / e.total / 1e12
 
 
-def breakdown(result: Any, components: Sequence[str], per: str, count: int) -> dict[str, Any]:
+def breakdown(result: Any, components: Sequence[str], per: str | None = None,
+              count: int = 1) -> dict[str, Any]:
     """A result dataclass of energy components (J) as a plain dict: its fields, the
-    total, the energy per ``per`` (``count`` of them) and each component's share."""
+    total, the energy per ``per`` (``count`` of them) when given, and each component's
+    share."""
     d = asdict(result)
     total = sum(d[c] for c in components)
     d["total_j"] = total
-    d[f"per_{per}_j"] = total / max(count, 1)
+    if per is not None:
+        d[f"per_{per}_j"] = total / max(count, 1)
     d["shares"] = {c: d[c] / (total or 1.0) for c in components}
     return d

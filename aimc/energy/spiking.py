@@ -176,7 +176,7 @@ class CorrelationEnergy:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict: components (J), total, shares."""
-        return breakdown(self, ("momentum", "set_pulses", "final_read"), "run", 1)
+        return breakdown(self, ("momentum", "set_pulses", "final_read"))
 
 
 def correlation_energy(processes: int, steps: int, pulse_charge: float,
