@@ -202,10 +202,19 @@ def test_resuming_an_older_checkpoint_adds_the_new_counters():
     model = insitu_mlp((20, 16, 4))
     opt = make_optimizer("mixed-precision", model, 0.5, seed=0)
     state = opt.state_dict()
-    for key in ("verified_pulses", "line_pulses"):
+    for key in ("verified_pulses", "line_pulses", "fast_resets"):
         del state["insitu"]["counters"][key]
     opt.load_state_dict(state)
-    assert opt.stats()["verified_pulses"] == 0 and opt.stats()["line_pulses"] == 0
+    assert opt.stats() == {**state["insitu"]["counters"], "verified_pulses": 0,
+                           "line_pulses": 0, "fast_resets": 0}
+
+
+def test_every_optimizer_reports_every_counter():
+    from aimc.training.insitu import ALGORITHMS, COUNTERS
+
+    for name in ALGORITHMS:
+        opt = make_optimizer(name, insitu_mlp((20, 16, 4)), 0.5, seed=0)
+        assert set(opt.stats()) == set(COUNTERS), name
 
 
 # -- spiking networks (aimc.energy.spiking) -------------------------------------------------

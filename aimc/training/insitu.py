@@ -415,12 +415,13 @@ def pulse_coincidence(x: Tensor, d: Tensor, lr: float, eps: float, bl: int,
 # ---------------------------------------------------------------------------------------------
 COUNTERS: dict[str, int] = {
     "pulses": 0, "volatile_pulses": 0, "refreshes": 0, "transfers": 0, "steps": 0,
-    "verified_pulses": 0, "line_pulses": 0}
+    "verified_pulses": 0, "line_pulses": 0, "fast_resets": 0}
 """What an in-situ optimizer counts (its ``stats()``): SET pulses on PCM devices, steps of
 volatile devices (capacitor, fast array), pairs refreshed, transfers (2T2R+3T1C: weights
 moved; Tiki-Taka: elements of A read), optimizer steps, the SET pulses followed by a verify
-read (closed-loop programming), and pulses sent on rows and columns by pulse-coincidence
-updates. :mod:`aimc.energy.training` turns them into energy."""
+read (closed-loop programming), pulses sent on rows and columns by pulse-coincidence
+updates, and the devices of Tiki-Taka's PCM-pair A reset when full.
+:mod:`aimc.energy.training` turns them into energy."""
 
 
 class InSituOptimizer(torch.optim.Optimizer):
@@ -944,8 +945,7 @@ class TikiTaka(InSituOptimizer):
                 for side in ("pos", "neg"):
                     _set_buffer(layer, "a_" + side,
                                 self.fast.reset(getattr(layer, "a_" + side), full, self.gen))
-                self.counters["fast_resets"] = (self.counters.get("fast_resets", 0)
-                                                + int(full.sum()))
+                self.counters["fast_resets"] += int(full.sum())
         else:
             layer.a = pulse_sparse(self.fast, layer.a, up, layer.a_d2d, self.gen)
             layer.a = pulse_sparse(self.fast, layer.a, -down, layer.a_d2d, self.gen)
