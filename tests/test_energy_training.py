@@ -248,6 +248,27 @@ def test_spiking_energy_by_hand():
         spiking_energy(c, float("nan"), HW)
 
 
+def test_spiking_energy_with_integrate_and_fire_neurons():
+    from aimc.energy.spiking import SpikingCounts, spiking_energy
+
+    c = SpikingCounts(images=10, time_steps=350, inputs=784, neurons=400, input_spikes=50_000,
+                      output_spikes=150)
+    adc = spiking_energy(c, 784 * 400 * 8.0, HW)
+    integ = spiking_energy(c, 784 * 400 * 8.0, HW, readout="integrate")
+    assert (adc.readout, integ.readout) == ("adc", "integrate")
+    # the spikes' reads and the devices' conduction do not depend on the neurons
+    assert (integ.row_drives, integ.crossbar) == (adc.row_drives, adc.crossbar)
+    # one comparison per neuron and step, whatever the row tiles (currents summed on the
+    # membrane), charged as a 1-bit conversion; each spike resets/inhibits 400 neurons
+    assert integ.column_reads == pytest.approx(10 * 350 * 400 * cost.adc_energy(HW, 1))
+    assert integ.neurons == pytest.approx(150 * 400 * HW.e_elem)
+    assert integ.column_reads < adc.column_reads / 10  # 2 tiles x 8-bit SAR vs 1 bit
+    assert integ.total < adc.total
+    assert integ.to_dict()["readout"] == "integrate"
+    with pytest.raises(ValueError, match="readout"):
+        spiking_energy(c, 1.0, HW, readout="cco")
+
+
 def test_correlation_energy_by_hand():
     from aimc.energy.spiking import correlation_energy
 

@@ -418,3 +418,10 @@ def test_snn_mnist_variants_and_tiny_run(tmp_path):
     assert energy["pcm90nm_joshi2020"]["inference"]["plasticity"] == 0.0
     metrics = {r["metric"] for r in res["rows"]}
     assert {"energy_per_inference_j", "train_energy_j"} <= metrics
+    # both neuron readouts, and the inference's own output spikes
+    assert energy["inference_counts"]["output_spikes"] > 0
+    integ = energy["pcm90nm_joshi2020"]["integrate"]
+    assert integ["inference"]["readout"] == "integrate"
+    assert integ["inference"]["total_j"] < energy["pcm90nm_joshi2020"]["inference"]["total_j"]
+    assert {r.get("readout") for r in res["rows"] if r["metric"] == "train_energy_j"} == {
+        "adc", "integrate"}

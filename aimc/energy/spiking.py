@@ -9,10 +9,21 @@ tiles of a hardware preset, per image shown for ``time_steps`` steps:
 - **crossbar**: the devices of the spiking row conduct for that pulse,
   V_read^2 * t_in * (sum of the row's conductances) (Ohm's law; Sebastian et al. 2018's
   synaptic read);
-- **column reads**: every step each neuron's column current is converted on each row
-  tile (one ADC conversion) and the tiles' partial sums added (``e_acc``);
-- **neurons**: per step and neuron, a digital LIF update of four element operations
-  (leak, integrate, inhibition, threshold compare; ``e_elem``);
+- **column reads** and **neurons**, by ``readout`` (``READOUTS``):
+
+  - ``"adc"``, a clocked design with digital neurons: every step each neuron's column
+    current is converted on each row tile (one ADC conversion) and the tiles' partial
+    sums added (``e_acc``); then a digital LIF update of four element operations per
+    neuron (leak, integrate, inhibition, threshold compare; ``e_elem``);
+  - ``"integrate"``, analog integrate-and-fire neurons on the columns (the PCM synapse
+    arrays of Sebastian et al. 2018 drive the neurons' membranes directly): the column
+    currents of all row tiles charge the neuron's membrane capacitor, so nothing is
+    converted; every step each neuron's membrane is compared with its threshold, charged
+    as a 1-bit conversion of the preset's converter law ([A]: the same integrating front
+    end, one comparison instead of 2^bits levels); the leak is passive; every output
+    spike resets its neuron and inhibits the others, one element operation per neuron.
+    Not charged: the static bias of an integrator that holds the bit line at its read
+    voltage (a real design needs one; its power times the step is design-specific).
 - **plasticity** (learning only): the STDP traces decay every step (one operation per
   input and neuron), every input spike updates the requested change of its row (one
   operation per neuron), every output spike that of its column (one per input), and
@@ -37,6 +48,10 @@ COMPONENTS = ("row_drives", "crossbar", "column_reads", "neurons", "plasticity",
               "set_pulses", "reset_pulses")
 """Energy components of a spiking run (J)."""
 
+READOUTS = ("adc", "integrate")
+"""How the neurons read their columns (module docstring): converted every step and
+integrated digitally, or integrated on an analog membrane and compared."""
+
 
 @dataclass(frozen=True)
 class SpikingCounts:
@@ -53,7 +68,8 @@ class SpikingCounts:
     input_spikes: int
     """Input spikes over all images."""
     output_spikes: int = 0
-    """Neuron spikes over all images (drives the post-spike STDP updates)."""
+    """Neuron spikes over all images (drive the post-spike STDP updates and, with the
+    ``"integrate"`` readout, the membrane resets and inhibition)."""
     learning: bool = False
     """True for training (STDP on, devices programmed)."""
     batch: int = 1
@@ -87,14 +103,18 @@ class SpikingEnergy:
     """Hardware preset name."""
     images: int
     """Images presented."""
+    readout: str
+    """How the neurons read their columns (``READOUTS``)."""
     row_drives: float
     """Read pulses of input spikes."""
     crossbar: float
     """Device conduction during those pulses."""
     column_reads: float
-    """Conversions of the neurons' column currents and their partial sums."""
+    """Conversions of the neurons' column currents and their partial sums (``"adc"``), or
+    the membranes' threshold comparisons (``"integrate"``)."""
     neurons: float
-    """Digital LIF updates."""
+    """Digital LIF updates (``"adc"``), or the resets and inhibition of output spikes
+    (``"integrate"``)."""
     plasticity: float
     """STDP traces, requested changes and the accumulator."""
     set_pulses: float
@@ -119,10 +139,10 @@ class SpikingEnergy:
 
 def spiking_energy(counts: SpikingCounts, g_sum_us: float,
                    hardware: str | AnalogHardware = "pcm90nm_joshi2020",
-                   devices_per_synapse: int = 4) -> SpikingEnergy:
+                   devices_per_synapse: int = 4, readout: str = "adc") -> SpikingEnergy:
     """Energy of a spiking run on ``hardware`` (module docstring; Sebastian et al., J. Appl.
-    Phys. 124, 111101 (2018) for PCM synapse arrays, Boybat et al. 2018 for the
-    multi-device synapse and its accumulator).
+    Phys. 124, 111101 (2018) for PCM synapse arrays and their neurons, Boybat et al. 2018
+    for the multi-device synapse and its accumulator).
 
     ``g_sum_us`` is the sum of every synapse device's conductance (uS); the crossbar term
     charges each spike with its row's share, g_sum_us / inputs.
@@ -134,13 +154,21 @@ def spiking_energy(counts: SpikingCounts, g_sum_us: float,
     if not (isinstance(devices_per_synapse, int) and devices_per_synapse >= 1):
         raise ValueError("spiking_energy: devices_per_synapse must be an integer >= 1, "
                          f"got {devices_per_synapse!r}")
+    if readout not in READOUTS:
+        raise ValueError(f"spiking_energy: readout must be one of {list(READOUTS)}, "
+                         f"got {readout!r}")
     c = counts
     steps = c.images * c.time_steps
     row_tiles = math.ceil(c.inputs / hw.tile_rows)
     t_in = input_window(hw, hw.dac_bits)
     crossbar = c.input_spikes * hw.v_read ** 2 * t_in * (g_sum_us / c.inputs) * 1e-6
-    column_reads = steps * c.neurons * (row_tiles * adc_energy(hw, hw.adc_bits)
-                                        + (row_tiles - 1) * hw.e_acc)
+    if readout == "adc":
+        column_reads = steps * c.neurons * (row_tiles * adc_energy(hw, hw.adc_bits)
+                                            + (row_tiles - 1) * hw.e_acc)
+        neurons = steps * c.neurons * 4 * hw.e_elem
+    else:
+        column_reads = steps * c.neurons * adc_energy(hw, 1)
+        neurons = c.output_spikes * c.neurons * hw.e_elem
     plasticity = set_e = reset_e = 0.0
     if c.learning:
         synapses = c.inputs * c.neurons
@@ -149,10 +177,9 @@ def spiking_energy(counts: SpikingCounts, g_sum_us: float,
                                   + math.ceil(c.images / c.batch) * 2 * synapses)
         set_e = c.set_pulses * hw.e_set_pulse
         reset_e = (c.reset_pulses + c.refreshes * devices_per_synapse) * hw.e_reset_pulse
-    return SpikingEnergy(hardware=hw.name, images=c.images,
+    return SpikingEnergy(hardware=hw.name, images=c.images, readout=readout,
                          row_drives=c.input_spikes * hw.e_dac_row, crossbar=crossbar,
-                         column_reads=column_reads,
-                         neurons=steps * c.neurons * 4 * hw.e_elem, plasticity=plasticity,
+                         column_reads=column_reads, neurons=neurons, plasticity=plasticity,
                          set_pulses=set_e, reset_pulses=reset_e)
 
 

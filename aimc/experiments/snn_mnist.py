@@ -96,10 +96,13 @@ def make_config(neurons: int, synapse: str, batch: int, seed: int) -> DiehlCookC
 
 
 def snn_energies(cfg: DiehlCookConfig, net: DiehlCookNet, train_events: int,
-                 train_spikes: int, infer_events: int, infer_images: int) -> dict[str, Any]:
+                 train_spikes: int, infer_events: int, infer_images: int,
+                 infer_spikes: int) -> dict[str, Any]:
     """Energy of training and of one inference on each preset of ``ENERGY_HARDWARE``
     (:func:`aimc.energy.spiking.spiking_energy`), from the run's spike and pulse counts
-    and the synapse conductances it ended with."""
+    and the synapse conductances it ended with: with the columns converted every step
+    (``"adc"``, the top-level ``train``/``inference``) and with analog integrate-and-fire
+    neurons (under ``"integrate"``)."""
     n, inputs = cfg.neurons, net.syn.g.shape[2]
     g_sum = float(net.syn.g.sum())
     train = SpikingCounts(images=net.images, time_steps=cfg.time_steps, inputs=inputs,
@@ -108,13 +111,18 @@ def snn_energies(cfg: DiehlCookConfig, net: DiehlCookNet, train_events: int,
                           set_pulses=net.syn.pulses, reset_pulses=net.syn.resets,
                           refreshes=net.syn.refreshes)
     infer = SpikingCounts(images=infer_images, time_steps=cfg.time_steps, inputs=inputs,
-                          neurons=n, input_spikes=infer_events // n)
+                          neurons=n, input_spikes=infer_events // n,
+                          output_spikes=infer_spikes)
     devices = 2 * cfg.pcm.devices_per_side
     out: dict[str, Any] = {"g_sum_us": g_sum, "train_counts": vars(train),
                            "inference_counts": vars(infer)}
     for hw in ENERGY_HARDWARE:
         out[hw] = {"train": spiking_energy(train, g_sum, hw, devices).to_dict(),
-                   "inference": spiking_energy(infer, g_sum, hw, devices).to_dict()}
+                   "inference": spiking_energy(infer, g_sum, hw, devices).to_dict(),
+                   "integrate": {
+                       phase: spiking_energy(counts, g_sum, hw, devices,
+                                             readout="integrate").to_dict()
+                       for phase, counts in (("train", train), ("inference", infer))}}
     return out
 
 
@@ -159,13 +167,13 @@ def run_variant(job: dict) -> dict:
     if bar is not None:
         bar.close()
     t1 = time.perf_counter()
-    ev0 = net.events
+    ev0, sp0 = net.events, net.spikes
     counts_assign = net.responses(tx[:job["assign"]])
     assignment = assign_labels(counts_assign, ty[:job["assign"]])
     counts_test = net.responses(vx)
     acc = float((predict(counts_test, assignment) == vy).float().mean())
     infer_time = time.perf_counter() - t1
-    infer_events = net.events - ev0
+    infer_events, infer_spikes = net.events - ev0, net.spikes - sp0
     infer_images = job["assign"] + len(vx)
     out = {"synapse": variant, "accuracy": acc, "train_time_s": train_time,
            "infer_time_s": infer_time, "train_events": train_events,
@@ -182,7 +190,7 @@ def run_variant(job: dict) -> dict:
         out["refreshes"] = net.syn.refreshes
         out["reset_pulses"] = net.syn.resets
         out["energy"] = snn_energies(cfg, net, train_events, train_spikes, infer_events,
-                                     infer_images)
+                                     infer_images, infer_spikes)
     ckpt.unlink(missing_ok=True)
     return out
 
@@ -268,11 +276,12 @@ def main(argv: list[str] | None = None) -> int:
                      "mean": round(res["infer_events"] / res["infer_time_s"])})
         if "energy" in res:
             hw = ENERGY_HARDWARE[0]
-            energy = res["energy"][hw]
-            rows.append({**common, "metric": "energy_per_inference_j", "hardware": hw,
-                         "mean": energy["inference"]["per_image_j"]})
-            rows.append({**common, "metric": "train_energy_j", "hardware": hw,
-                         "mean": energy["train"]["total_j"]})
+            for readout, energy in (("adc", res["energy"][hw]),
+                                    ("integrate", res["energy"][hw]["integrate"])):
+                rows.append({**common, "metric": "energy_per_inference_j", "hardware": hw,
+                             "readout": readout, "mean": energy["inference"]["per_image_j"]})
+                rows.append({**common, "metric": "train_energy_j", "hardware": hw,
+                             "readout": readout, "mean": energy["train"]["total_j"]})
     details = {r["synapse"]: {k: v for k, v in r.items() if k != "weights"} for r in results}
     command = "aimc reproduce snn-mnist " + shlex.join(argv if argv is not None
                                                        else sys.argv[1:])
