@@ -202,6 +202,31 @@ def test_quantize_ste_forward_is_the_dac_and_gradient_passes_inside_range():
     assert torch.equal(x.grad[outside], torch.zeros(int(outside.sum())))
 
 
+def test_converter_ste_adds_noise_then_converts_and_masks_the_gradient():
+    from aimc.training.hwa import converter_ste
+
+    x = torch.zeros(200_000, requires_grad=True)
+    gen = torch.Generator().manual_seed(0)
+    y = converter_ste(x, 0, 1.0, 0.5, gen)  # noise and clipping, no rounding
+    # N(0, 0.5^2) clipped to [-1, 1] has std 0.4796 (2e6 samples); 2e5 here: +-1%
+    assert float(y.detach().std()) == pytest.approx(0.4796, rel=0.01)
+    assert float(y.detach().abs().max()) == 1.0
+    y.sum().backward()
+    # the gradient passes exactly where the noisy value was inside the range
+    inside = y.detach().abs() < 1.0
+    assert 0.9 < float(inside.float().mean()) < 0.99
+    assert torch.equal(x.grad, inside.float())
+    # a per-sample bound (dynamic DAC ranges) broadcasts; values land on its levels
+    xs = torch.randn(4, 50) * torch.tensor([[0.1], [1.0], [3.0], [10.0]])
+    r = xs.abs().amax(dim=1, keepdim=True)
+    q = converter_ste(xs, 8, r)
+    torch.testing.assert_close(q, ft.dac(xs / r, 8) * r)
+    # same generator state, same noise
+    a = converter_ste(torch.zeros(10), 8, 1.0, 0.1, torch.Generator().manual_seed(3))
+    b = converter_ste(torch.zeros(10), 8, 1.0, 0.1, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and bool((a != 0).any())
+
+
 def test_output_noise_in_training_has_tile_std():
     cfg = presets.pcm_joshi2020()
     cfg.tile.input_range = "dynamic"
@@ -216,6 +241,26 @@ def test_output_noise_in_training_has_tile_std():
     unit = r * layer.weight.detach().abs().max()
     dev = (y - clean) / unit  # normalised units, one tile
     assert abs(float(dev.std()) / 0.04 - 1) < 0.03  # 20000 samples
+
+
+def test_output_noise_through_the_adc_in_training_has_tile_std():
+    # Static input range (one unit for the batch: the converter works in weight units)
+    # and per-sample ranges (normalised units): the same noise in tile units.
+    for static in (True, False):
+        cfg = presets.pcm_joshi2020()
+        cfg.tile.dac_bits, cfg.tile.adc_bits, cfg.tile.out_bound = 0, 0, 100.0
+        cfg.tile.input_range = "static" if static else "dynamic"
+        layer = _linear(64, 200, config=cfg)
+        layer.input_range.fill_(3.0)
+        prepare_hwa(layer, HWAConfig(noise="none", clip_sigma=0.0, dac_adc=True,
+                                     out_noise=True), seed=2)
+        layer.train()
+        x = torch.randn(100, 64)
+        with torch.no_grad():
+            dev = layer(x) - F.linear(x, layer.weight)
+        r = 3.0 if static else x.abs().amax(dim=1, keepdim=True)
+        dev = dev / (r * layer.weight.detach().abs().max())
+        assert abs(float(dev.std()) / 0.04 - 1) < 0.03, static  # 20000 samples
 
 
 def test_pcm_drift_output_noise_is_amplified_by_the_gdc_gain():

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from ..config import MappingConfig, check_bool
 from ..functional import tile as ft
+from ..functional.noise import add_gaussian_
 from ..nn.convert import ANALOG_LAYERS, analog_layers, batch_norms
 from ..nn.layers import AnalogLayerMixin, mix_seed
 from ..parallel import rank_world
@@ -218,14 +219,44 @@ def round_ste(x: Tensor) -> Tensor:
     return x + (torch.round(x) - x).detach()
 
 
+class _ConverterSTE(torch.autograd.Function):
+    """``x`` [+ std * N(0, 1)], clipped to +-bound and rounded to the converter's levels, in
+    one buffer; the gradient passes where the (noisy) value lay inside the range."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, bits: int, bound: Tensor | float, std: float,
+                generator: torch.Generator | None) -> Tensor:
+        y = x.clone(memory_format=torch.preserve_format)
+        if std:
+            add_gaussian_(y, std, generator)  # the inference tiles' fast noise source
+        q = torch.clamp(y, min=-bound, max=bound)
+        ctx.save_for_backward(q.eq(y))
+        if bits:
+            levels = ft.dac_levels(bits)
+            q.mul_(levels / bound).round_().mul_(bound / levels)
+        return q
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        (inside,) = ctx.saved_tensors
+        return grad * inside, None, None, None, None
+
+
+def converter_ste(x: Tensor, bits: int, bound: Tensor | float, std: float = 0.0,
+                  generator: torch.Generator | None = None) -> Tensor:
+    """The tile periphery in training (pcm-model.md sec. 5): ``std`` output noise (from
+    the fixed Gaussian table of :mod:`aimc.functional.noise`), then a converter that
+    clips to [-bound, bound] and rounds to 2^bits - 1 symmetric levels, as
+    :func:`aimc.functional.tile.dac`; straight-through gradient inside the range (Bengio
+    et al. 2013; Joshi et al. 2020 Methods). ``bits = 0``: clip only. Fused into one
+    buffer and one saved mask, rather than a chain of autograd operations."""
+    return _ConverterSTE.apply(x, bits, bound, std, generator)
+
+
 def quantize_ste(x: Tensor, bits: int, bound: Tensor | float) -> Tensor:
     """Clip to [-bound, bound] and round to 2^bits - 1 symmetric levels (the DAC/ADC of
     :func:`aimc.functional.tile.dac`), with a straight-through gradient inside the range."""
-    x = torch.maximum(torch.minimum(x, torch.as_tensor(bound)), -torch.as_tensor(bound))
-    if not bits:
-        return x
-    step = bound / ft.dac_levels(bits)
-    return round_ste(x / step) * step
+    return converter_ste(x, bits, bound)
 
 
 @torch.no_grad()
@@ -310,25 +341,28 @@ class NoiseInjection:
                 return y
             # One fused pass: the noise goes straight into weight units (the digital bias
             # is additive, so adding it first changes nothing).
-            noise = torch.randn(y.shape, generator=self.generator, dtype=y.dtype)
+            noise = add_gaussian_(torch.zeros_like(y), 1.0, self.generator)
             std = unit * (tile.out_noise * math.sqrt(layer.geometry().n_tiles) * gain)
-            return torch.addcmul(y, noise.to(y.device), std)
+            return torch.addcmul(y, noise, std)
         if tile.dac_bits:
-            x = quantize_ste(x, tile.dac_bits, r)
+            x = converter_ste(x, tile.dac_bits, r)
         y = _forward_with(layer, x, w, None)
-        y_n = y / unit
-        if cfg.out_noise and tile.out_noise:
-            # T tiles each add their own noise before the digital sum; GDC's gain (the
-            # drifted tile's alpha) amplifies it with the shrunken signal.
-            n_tiles = layer.geometry().n_tiles
-            noise = torch.randn(y_n.shape, generator=self.generator, dtype=y_n.dtype)
-            y_n = y_n + (tile.out_noise * math.sqrt(n_tiles) * gain) * noise.to(y_n.device)
+        # T tiles each add their own noise before the digital sum; GDC's gain (the
+        # drifted tile's alpha) amplifies it with the shrunken signal.
+        std = (tile.out_noise * math.sqrt(layer.geometry().n_tiles) * gain
+               if cfg.out_noise else 0.0)
         adc_bits, out_bound = layer.adc_range()  # a calibrated range, else the tile's
-        if out_bound:
-            # The ADC range follows GDC (alpha applied ahead of the ADC, the chip default):
-            # in the compensated units its step and bound are those of the tile.
-            y_n = quantize_ste(y_n, adc_bits, out_bound)
-        y = y_n * unit
+        # The ADC range follows GDC (alpha applied ahead of the ADC, the chip default): in
+        # the compensated units its step and bound are those of the tile. One unit for
+        # the batch (static input range): convert in weight units, saving two passes.
+        u = float(unit) if unit.dim() == 0 else unit
+        if out_bound and isinstance(u, float):
+            y = converter_ste(y, adc_bits, out_bound * u, std * u, self.generator)
+        elif out_bound:
+            y = converter_ste(y / u, adc_bits, out_bound, std, self.generator) * u
+        elif std:
+            y = torch.addcmul(y, add_gaussian_(torch.zeros_like(y), 1.0, self.generator),
+                              std * u)
         if layer.bias is not None:
             y = y + layer.bias_for(y)
         return y
@@ -696,6 +730,7 @@ __all__ = [
     "HWAConfig",
     "NoiseInjection",
     "clip_weights",
+    "converter_ste",
     "distillation_loss",
     "gaussian_weight_std",
     "load_checkpoint",
