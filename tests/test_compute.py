@@ -1,5 +1,6 @@
 """Computational memory: temporal correlation detection (Sebastian et al. 2017)."""
 
+import dataclasses
 import math
 
 import pytest
@@ -92,6 +93,51 @@ def test_correlation_study_writes_its_energy(tmp_path):
     assert e["momentum"] == pytest.approx(600 * 2000 * e_elem_90nm())
     row = next(r for r in doc["rows"] if r["metric"] == "energy_j")
     assert row["mean"] == pytest.approx(e["total_j"])
+
+
+def test_correlation_run_resumes_bit_for_bit():
+    import copy
+
+    cfg = CorrelationConfig(processes=3000, correlated=60, c=0.1, steps=900, warmup=50,
+                            checkpoints=3, seed=4)
+    full = detect_correlations(cfg)
+    states: list[dict] = []
+    detect_correlations(cfg, save=lambda s: states.append(copy.deepcopy(s)), save_every=250)
+    assert [s["step"] for s in states] == [250, 500, 750]
+    again = detect_correlations(cfg, resume=states[1])
+    assert torch.equal(again.g, full.g) and again.history == full.history
+    assert (again.pulses, again.pulse_charge) == (full.pulses, full.pulse_charge)
+    with pytest.raises(ValueError, match="another configuration"):
+        detect_correlations(dataclasses.replace(cfg, seed=5), resume=states[1])
+
+
+def test_correlation_study_resumes_from_its_checkpoint(tmp_path, capsys):
+    import copy
+    import json
+
+    from aimc.experiments.correlation import main
+
+    args = ["--processes", "2000", "--correlated", "40", "--steps", "600", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "full")]) == 0
+    # an interrupted run: the state its checkpoint would hold at step 400
+    out = tmp_path / "resumed"
+    out.mkdir()
+    cfg = CorrelationConfig(processes=2000, correlated=40, steps=600)
+    saved: list[dict] = []
+    detect_correlations(cfg, save=lambda s: saved.append(copy.deepcopy(
+        {**s, "started": "2026-01-01T00:00:00Z", "elapsed_s": 1.5})) if s["step"] == 400
+        else None, save_every=200)
+    torch.save(saved[0], out / "correlation.ckpt.pt")
+    assert main([*args, "--out", str(out)]) == 0
+    assert "resuming from" in capsys.readouterr().out
+    assert not (out / "correlation.ckpt.pt").exists()
+    a, b = (json.loads((d / "correlation.json").read_text()) for d in (tmp_path / "full", out))
+    assert a["history"] == b["history"] and a["set_pulses"] == b["set_pulses"]
+    assert b["started"] == "2026-01-01T00:00:00Z" and b["runtime_s"] > 1.5
+    # a checkpoint of other settings is refused, not silently mixed in
+    torch.save(saved[0], out / "correlation.ckpt.pt")
+    with pytest.raises(SystemExit, match="other settings"):
+        main([*args, "--seed", "1", "--out", str(out)])
 
 
 def e_elem_90nm():

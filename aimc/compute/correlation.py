@@ -186,28 +186,47 @@ class CorrelationResult:
 
 
 def detect_correlations(cfg: CorrelationConfig,
-                        progress: Callable[[int], None] | None = None) -> CorrelationResult:
+                        progress: Callable[[int], None] | None = None, *,
+                        resume: dict | None = None,
+                        save: Callable[[dict], None] | None = None,
+                        save_every: int = 0) -> CorrelationResult:
     """Run Sebastian et al. 2017's computational-memory correlation detection.
 
     Vectorised over the N devices: per step one uniform per process, one sum for M(k),
     and a SET pulse on the active devices only when M(k) is above its usual level.
     ``progress(k)`` is called every 100 steps (for a progress bar).
+
+    Every ``save_every`` steps ``save(state)`` gets the whole state of the run (devices,
+    controller, generator, history; plain tensors and numbers, loadable with
+    ``torch.load(..., weights_only=True)``); ``resume=state`` continues from it and gives
+    the same result, bit for bit, as the uninterrupted run.
     """
     gen = torch.Generator().manual_seed(cfg.seed)
     dev = cfg.device
     n, m = cfg.processes, cfg.correlated
     truth = torch.zeros(n, dtype=torch.bool)
     truth[:m] = True
-    g = dev.fresh((n,), gen)
-    factor = dev.sample_d2d((n,), gen)
-    last_pulse = torch.zeros(n, dtype=torch.int32)
-    ref = torch.rand(cfg.steps, generator=gen) < cfg.rate
-    mean = var_sum = charge = 0.0
-    pulses = 0
+    if resume is None:
+        g = dev.fresh((n,), gen)
+        factor = dev.sample_d2d((n,), gen)
+        last_pulse = torch.zeros(n, dtype=torch.int32)
+        ref = torch.rand(cfg.steps, generator=gen) < cfg.rate
+        mean = var_sum = charge = 0.0
+        pulses = start = 0
+        history: list[dict] = []
+    else:
+        if resume.get("config") != cfg.to_dict():
+            raise ValueError("detect_correlations: the state to resume was saved by a run "
+                             "with another configuration")
+        g, factor = resume["g"].clone(), resume["factor"].clone()
+        last_pulse, ref = resume["last_pulse"].clone(), resume["ref"].clone()
+        gen.set_state(resume["generator"])
+        mean, var_sum, charge = resume["mean"], resume["var_sum"], resume["charge"]
+        pulses, start = resume["pulses"], resume["step"]
+        history = [dict(h) for h in resume["history"]]
     checkpoints = {round(cfg.steps * (i + 1) / cfg.checkpoints) for i in range(cfg.checkpoints)}
-    history: list[dict] = []
     u = torch.empty(n)
-    for k in range(cfg.steps):
+    for k in range(start, cfg.steps):
         u.uniform_(generator=gen)
         x = sample_processes(u, bool(ref[k]), m, cfg.c, cfg.rate)
         total = float(x.sum())
@@ -228,6 +247,11 @@ def detect_correlations(cfg: CorrelationConfig,
             history.append(_score(g, truth, k + 1, m))
         if progress is not None and (k + 1) % 100 == 0:
             progress(k + 1)
+        if save is not None and save_every and (k + 1) % save_every == 0 and k + 1 < cfg.steps:
+            save({"config": cfg.to_dict(), "step": k + 1, "g": g, "factor": factor,
+                  "last_pulse": last_pulse, "ref": ref, "generator": gen.get_state(),
+                  "mean": mean, "var_sum": var_sum, "charge": charge, "pulses": pulses,
+                  "history": history})
     t_since = (cfg.steps - 1 - last_pulse).float() * cfg.step_time + cfg.read_delay
     pcm = PCM()
     g_read = pcm.read(g, pcm.sample_nu(g, gen), t_since, gen)

@@ -4,6 +4,9 @@ Sebastian et al., Nat. Commun. 8, 1115 (2017); the algorithm is in
 :mod:`aimc.compute.correlation`. Writes correlation.json (precision and recall of the
 detected set over time, runtime), correlation.png (final conductance distributions of
 the two groups, precision/recall over time) and correlation_config.json into --out.
+Every ``--checkpoint-every`` steps the whole state is saved to
+``correlation.ckpt.pt`` in --out (atomically); the same command resumes from it, with
+the same result as an uninterrupted run, and the file is removed at the end.
 
     python -m aimc.experiments.correlation --processes 1000000 --correlated 10000 --c 0.01
 """
@@ -43,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pulse onset, in running stds of M(k) above its mean")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--checkpoint-every", type=int, default=5000, metavar="STEPS",
+                   help="save the run's state every STEPS steps (0: never)")
     p.add_argument("--out", type=Path, default=Path("results/correlation"))
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -89,7 +94,26 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(args.out / "correlation_config.json",
                       json.dumps(cfg.to_dict(), indent=2) + "\n")
+    if args.checkpoint_every < 0:
+        raise SystemExit("--checkpoint-every must be >= 0")
+    ckpt = args.out / "correlation.ckpt.pt"
+    resume = torch.load(ckpt, weights_only=True) if ckpt.exists() else None
+    if resume is not None and resume.get("config") != cfg.to_dict():
+        raise SystemExit(f"{ckpt} was saved by a run with other settings: remove it or "
+                         "choose another --out")
     started, t0 = now_utc(), time.perf_counter()
+    before = 0.0  # compute time of the interrupted part
+    if resume is not None:
+        started, before = resume["started"], resume["elapsed_s"]
+        print(f"resuming from {ckpt} at step {resume['step']}")
+
+    def save(state: dict) -> None:
+        state = {**state, "started": started,
+                 "elapsed_s": before + time.perf_counter() - t0}
+        tmp = ckpt.with_name("." + ckpt.name + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(ckpt)
+
     bar = None
     if not args.no_progress:
         from tqdm import tqdm
@@ -102,10 +126,11 @@ def main(argv: list[str] | None = None) -> int:
             bar.update(k - last[0])
             last[0] = k
 
-    res = detect_correlations(cfg, progress)
+    res = detect_correlations(cfg, progress, resume=resume, save=save,
+                              save_every=args.checkpoint_every)
     if bar is not None:
         bar.close()
-    runtime = time.perf_counter() - t0
+    runtime = before + time.perf_counter() - t0
     final = res.history[-1]
     rows = [{"method": "pcm", "metric": key, "mean": final[key], "n": 1,
              "steps": cfg.steps} for key in ("precision", "recall", "top_m_precision")]
@@ -132,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
          f"{cfg.processes:,} PCM devices, {cfg.correlated:,} correlated (c = {cfg.c}), "
          f"K = {cfg.steps:,}: precision {final['precision']:.3f}, "
          f"recall {final['recall']:.3f}, {runtime:.0f} s")
+    ckpt.unlink(missing_ok=True)
     print(f"precision {final['precision']:.4f} recall {final['recall']:.4f} "
           f"top-M precision {final['top_m_precision']:.4f} runtime {runtime:.1f} s "
           f"-> {args.out}")
