@@ -2,8 +2,9 @@
 
 Option A (identity shortcut; at a stride-2 stage the input is subsampled by 2 and its
 channels zero-padded) is what the pretrained CIFAR checkpoints expect (Idelbayev's
-``resnet20/32/44/56`` files, keys prefixed ``module.``), and what Joshi et al. 2020 used
-for ResNet-32 (0.46 M weights).
+``resnet20/32/44/56`` files, keys prefixed ``module.``), and the ResNet-32 (0.46 M
+weights) of pcm-model.md's reference figures for Joshi et al. 2020. Their chip experiment
+counts 361,722 weights, which matches a narrower ResNet-32 (docs/joshi2020.md).
 """
 
 from __future__ import annotations
