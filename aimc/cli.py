@@ -16,6 +16,7 @@ STUDIES = {
     "insitu": "aimc.experiments.insitu",
     "snn-mnist": "aimc.experiments.snn_mnist",
     "correlation": "aimc.experiments.correlation",
+    "pcm-neurons": "aimc.experiments.pcm_neurons",
     "joshi2020": "aimc.experiments.joshi2020",
     "seq-mnist": "aimc.experiments.seq_mnist",
 }

@@ -279,3 +279,15 @@ def test_correlation_energy_by_hand():
     assert e.to_dict()["total_j"] == pytest.approx(e.total)
     with pytest.raises(ValueError, match="pulse_charge"):
         correlation_energy(1000, 50, -1.0, HW)
+
+
+def test_pcm_neuron_energy_by_hand():
+    from aimc.energy.spiking import pcm_neuron_energy
+
+    e = pcm_neuron_energy(1000, 250.5, 40, HW)
+    assert e.set_pulses == pytest.approx(250.5 * HW.e_set_pulse)
+    assert e.resets == pytest.approx(40 * HW.e_reset_pulse)
+    assert e.threshold_reads == pytest.approx(1000 * (HW.e_dac_row + cost.adc_energy(HW, 1)))
+    assert e.to_dict()["per_spike_j"] == pytest.approx(e.total / 40)
+    with pytest.raises(ValueError, match="set_charge"):
+        pcm_neuron_energy(1000, -1.0, 40, HW)

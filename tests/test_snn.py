@@ -425,3 +425,48 @@ def test_snn_mnist_variants_and_tiny_run(tmp_path):
     assert integ["inference"]["total_j"] < energy["pcm90nm_joshi2020"]["inference"]["total_j"]
     assert {r.get("readout") for r in res["rows"] if r["metric"] == "train_energy_j"} == {
         "adc", "integrate"}
+
+
+def test_interspike_interval_statistics_by_hand():
+    from aimc.experiments.pcm_neurons import coding_correlation, interspike_intervals, isi_stats
+
+    spikes = torch.zeros(20, 3, dtype=torch.bool)
+    spikes[[2, 5, 8, 11], 0] = True        # neuron 0: every 3 steps
+    spikes[[1, 5, 7, 11, 13], 1] = True    # neuron 1: 4, 2, 4, 2
+    spikes[[4], 2] = True                  # neuron 2: no interval
+    isi, who = interspike_intervals(spikes)
+    assert sorted(zip(who.tolist(), isi.tolist(), strict=True)) == [
+        (0, 3.0), (0, 3.0), (0, 3.0), (1, 2.0), (1, 2.0), (1, 4.0), (1, 4.0)]
+    st = isi_stats(spikes)
+    assert st["rate"] == pytest.approx(10 / 60)
+    assert st["isi_mean"] == pytest.approx(21 / 7)
+    # within: neuron 0 has CV 0, neuron 1 std(2,2,4,4, ddof 1) / 3
+    assert st["isi_cv_within"] == pytest.approx((0 + (4 / 3) ** 0.5 / 3) / 2)
+    assert st["isi_cv_between"] == pytest.approx(0.0)  # both neurons' mean ISI is 3
+    s = torch.sin(torch.arange(50.0))
+    assert coding_correlation(s, 2 * s + 1) == pytest.approx(1.0)
+    assert coding_correlation(s, torch.ones(50)) == 0.0
+
+
+def test_pcm_neurons_study_population_coding(tmp_path):
+    import itertools
+    import json
+
+    from aimc.experiments.pcm_neurons import main
+
+    assert main(["--neurons", "40", "--steps", "600", "--populations", "1", "30", "600",
+                 "--warmup", "100", "--out", str(tmp_path)]) == 0
+    doc = json.loads((tmp_path / "pcm-neurons.json").read_text())
+    rates = [r["rate"] for r in doc["transfer"]]
+    assert all(b > a for a, b in itertools.pairwise(rates))  # more input, more spikes
+    assert all(0.05 < r["isi_cv_within"] < 0.5 for r in doc["transfer"])
+    corr = {(r["variant"], r["neurons"]): r["correlation"] for r in doc["coding"]}
+    # identical exact neurons fire in lockstep: the population is one neuron
+    assert corr[("deterministic", 1)] == corr[("deterministic", 600)]
+    # stochastic neurons spread out: a large population follows the fast input
+    assert corr[("pcm", 600)] > 0.85 > corr[("d2d-only", 600)]
+    assert corr[("pcm", 600)] > corr[("pcm", 30)] > corr[("pcm", 1)]
+    e = doc["energy"]["pcm90nm_joshi2020"]
+    assert e["spikes"] > 0 and e["total_j"] == pytest.approx(
+        e["set_pulses"] + e["resets"] + e["threshold_reads"])
+    assert (tmp_path / "pcm-neurons.png").exists()

@@ -225,3 +225,50 @@ def correlation_energy(processes: int, steps: int, pulse_charge: float,
         hardware=hw.name, momentum=steps * processes * hw.e_elem,
         set_pulses=pulse_charge * hw.e_set_pulse,
         final_read=processes * (hw.e_dac_row + adc_energy(hw, hw.adc_bits)))
+
+
+@dataclass(frozen=True)
+class PCMNeuronEnergy:
+    """Energy of a population of PCM neurons (J)."""
+
+    hardware: str
+    """Hardware preset name."""
+    spikes: int
+    """Spikes fired (each one a RESET)."""
+    set_pulses: float
+    """The amplitude-scaled SET pulses that integrate the inputs."""
+    resets: float
+    """One RESET of the neuron's device per spike."""
+    threshold_reads: float
+    """Each step, the device read and compared with the threshold."""
+
+    @property
+    def total(self) -> float:
+        """Energy of the run (J)."""
+        return self.set_pulses + self.resets + self.threshold_reads
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict: components (J), total, per spike, shares."""
+        return breakdown(self, ("set_pulses", "resets", "threshold_reads"), "spike",
+                         self.spikes)
+
+
+def pcm_neuron_energy(neuron_steps: int, set_charge: float, spikes: int,
+                      hardware: str | AnalogHardware = "pcm90nm_joshi2020"
+                      ) -> PCMNeuronEnergy:
+    """Energy of Tuma et al.'s PCM neurons (Nat. Nanotechnol. 11, 693 (2016)): the SET
+    pulses that integrate the inputs (``set_charge`` full pulses at ``e_set_pulse``: a pulse
+    of relative amplitude a draws a times the current for the same time), one RESET per
+    spike (``e_reset_pulse``), and at every one of the ``neuron_steps`` a read of the
+    device against the threshold, charged as a row drive and a 1-bit conversion ([A])."""
+    hw = get_hardware(hardware)
+    for name, value in (("neuron_steps", neuron_steps), ("spikes", spikes)):
+        if not (isinstance(value, int) and value >= 0):
+            raise ValueError(f"pcm_neuron_energy: {name} must be an integer >= 0, "
+                             f"got {value!r}")
+    if not (math.isfinite(set_charge) and set_charge >= 0):
+        raise ValueError(f"pcm_neuron_energy: set_charge must be >= 0, got {set_charge!r}")
+    return PCMNeuronEnergy(
+        hardware=hw.name, spikes=spikes, set_pulses=set_charge * hw.e_set_pulse,
+        resets=spikes * hw.e_reset_pulse,
+        threshold_reads=neuron_steps * (hw.e_dac_row + adc_energy(hw, 1)))
