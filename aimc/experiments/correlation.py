@@ -25,6 +25,7 @@ import torch
 from ..compute.correlation import CorrelationConfig, detect_correlations
 from ..config import write_text_atomic
 from ..energy.spiking import correlation_energy
+from .plots import pyplot, save_figure
 from .results import now_utc, write_results
 
 ENERGY_HARDWARE = ("pcm90nm_joshi2020", "pcm14nm_legallo2023")
@@ -56,11 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 def plot(path: Path, g: torch.Tensor, truth: torch.Tensor, history: list[dict],
          title: str) -> None:
     """Histogram of final conductances per group and precision/recall over time."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     bins = torch.linspace(0, float(g.max()) * 1.01 + 1e-6, 101).numpy()
     ax1.hist(g[~truth].numpy(), bins=bins, alpha=0.6, label=f"uncorrelated ({int((~truth).sum())})")
@@ -79,10 +76,7 @@ def plot(path: Path, g: torch.Tensor, truth: torch.Tensor, history: list[dict],
     ax2.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name("." + path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,7 @@ from torch import Tensor
 from ..devices.pulsed import PulsedPCM
 from ..energy.spiking import pcm_neuron_energy
 from ..snn.neurons import PCMNeuronParams, pcm_neuron_init, pcm_neuron_step
+from .plots import pyplot, save_figure
 from .results import now_utc, write_study
 
 ENERGY_HARDWARE = ("pcm90nm_joshi2020", "pcm14nm_legallo2023")
@@ -165,11 +166,7 @@ def coding(args: argparse.Namespace, params: PCMNeuronParams) -> tuple[list[dict
 def plot(path: Path, transfer_rows: list[dict], coding_rows: list[dict], traces: dict,
          title: str) -> None:
     """Transfer curve and ISI spread; population coding against N; rate traces."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4))
     amps = [r["amplitude"] for r in transfer_rows]
     ax1.plot(amps, [r["rate"] for r in transfer_rows], "o-", label="firing rate")
@@ -204,10 +201,7 @@ def plot(path: Path, transfer_rows: list[dict], coding_rows: list[dict], traces:
     ax3.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name("." + path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=100)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,6 +39,7 @@ from ..snn import (
     assign_labels,
     predict,
 )
+from .plots import pyplot, save_figure
 from .results import now_utc, write_results
 
 DAY = 86400.0
@@ -197,11 +198,7 @@ def run_variant(job: dict) -> dict:
 
 def plot(path: Path, results: list[dict], title: str) -> None:
     """Receptive fields (input weights as 28x28 images) of every variant."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 6.4))
     axes = [axes] if len(results) == 1 else list(axes)
     for ax, res in zip(axes, results, strict=True):
@@ -217,10 +214,7 @@ def plot(path: Path, results: list[dict], title: str) -> None:
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name("." + path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=100)
 
 
 def main(argv: list[str] | None = None) -> int:
