@@ -6,7 +6,10 @@ units), the GRU (128 units) and the transformer (2 encoder layers of width 64), 
 the plain torch network against the same network converted to the PCM preset and
 trained with :func:`aimc.train_hwa`'s step under the ``"pcm-drift"`` weight noise (the
 study's default; recurrent layers run torch's fused kernel on noisy weights drawn once per
-step). Rounds interleave the cases; each result is the median of the per-round ratios.
+step), and once more with the DAC/ADC and output noise simulated in training too
+(``HWAConfig(dac_adc=True, out_noise=True)``, the study's ``--hwa-periphery``: recurrent
+layers then step through each sequence, every product through the converters). Rounds
+interleave the cases; each result is the median of the per-round ratios.
 
     python benchmarks/bench_seq.py --out docs/results
 """
@@ -36,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     started, t0 = now_utc(), time.perf_counter()
     torch.manual_seed(0)
     hwa_cfg = HWAConfig(noise="pcm-drift")
+    configs = {"hwa-pcm-drift": hwa_cfg,
+               "hwa-periphery": HWAConfig(noise="pcm-drift", dac_adc=True, out_noise=True)}
     x = torch.rand(args.batch, 28, 28)
     y = torch.randint(0, 10, (args.batch,))
 
@@ -46,27 +51,30 @@ def main(argv: list[str] | None = None) -> int:
     cases = {}
     for name, build in MODELS.items():
         plain = build().train()
-        analog = aimc.convert(plain, aimc.presets.pcm_joshi2020()).train()
-        prepare_hwa(analog, hwa_cfg, seed=0)
         cases[f"{name}-plain"] = case(plain, HWAConfig(noise="none", clip_sigma=0.0))
-        cases[f"{name}-hwa-pcm-drift"] = case(analog, hwa_cfg)
+        for method, cfg in configs.items():
+            analog = aimc.convert(plain, aimc.presets.pcm_joshi2020()).train()
+            prepare_hwa(analog, cfg, seed=0)
+            cases[f"{name}-{method}"] = case(analog, cfg)
     times = interleaved(cases, args.rounds, args.reps)
     rows = []
     for name in MODELS:
-        ratios = round_ratios(times, f"{name}-hwa-pcm-drift", f"{name}-plain")
-        plain_ms = 1e3 * statistics.median(times[f"{name}-plain"])
-        hwa_ms = 1e3 * statistics.median(times[f"{name}-hwa-pcm-drift"])
-        ratio = statistics.median(ratios)
-        print(f"{name} training step, batch {args.batch}: plain {plain_ms:.1f} ms, "
-              f"hwa-pcm-drift {hwa_ms:.1f} ms, ratio {ratio:.3f} "
-              f"(rounds {min(ratios):.3f}-{max(ratios):.3f})")
-        rows.append({"method": "hwa-pcm-drift", "model": name, "metric": "time_ratio",
-                     "mean": ratio, "min": min(ratios), "max": max(ratios), "n": args.rounds,
-                     "reference": "plain", "reference_ms": plain_ms, "hwa_ms": hwa_ms,
-                     "batch": args.batch})
+        for method in configs:
+            ratios = round_ratios(times, f"{name}-{method}", f"{name}-plain")
+            plain_ms = 1e3 * statistics.median(times[f"{name}-plain"])
+            hwa_ms = 1e3 * statistics.median(times[f"{name}-{method}"])
+            ratio = statistics.median(ratios)
+            print(f"{name} training step, batch {args.batch}: plain {plain_ms:.1f} ms, "
+                  f"{method} {hwa_ms:.1f} ms, ratio {ratio:.3f} "
+                  f"(rounds {min(ratios):.3f}-{max(ratios):.3f})")
+            rows.append({"method": method, "model": name, "metric": "time_ratio",
+                         "mean": ratio, "min": min(ratios), "max": max(ratios),
+                         "n": args.rounds, "reference": "plain", "reference_ms": plain_ms,
+                         "hwa_ms": hwa_ms, "batch": args.batch})
     write_bench("bench_seq", args, argv, started=started, t0=t0,
                 dataset=f"random 28x28 sequences, batch {args.batch}", rows=rows,
-                config={"hwa": hwa_cfg.to_dict(), "optimizer": "Adam"})
+                config={name: cfg.to_dict() for name, cfg in configs.items()}
+                | {"optimizer": "Adam"})
     return 0
 
 
