@@ -281,8 +281,10 @@ class AnalogRNNBase(nn.Module):
         # Every step's input product at once: the inputs are known before the recurrence.
         gates_in = ih(seq.reshape(steps * batch, -1)).view(steps, batch, -1)
         outs = []
-        for t in range(steps):
-            h, c = cell(gates_in[t], hh(h), h, c)
+        # unbind, not gates_in[t]: indexing's backward would fill a zero tensor of the
+        # whole sequence's size at every step
+        for g_t in gates_in.unbind(0):
+            h, c = cell(g_t, hh(h), h, c)
             outs.append(h)
         return torch.stack(outs), h, c
 
