@@ -79,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def simulate(inputs: Tensor, params: PCMNeuronParams, generator: torch.Generator
              ) -> tuple[Tensor, float]:
-    """Run a population of fresh neurons on ``inputs`` (steps, N): the spikes (steps, N,
-    bool) and the SET charge applied (the sum of the pulse amplitudes, in full pulses)."""
+    """Run a population of fresh PCM neurons (Tuma et al. 2016) on ``inputs`` (steps, N):
+    the spikes (steps, N, bool) and the SET charge applied (the sum of the pulse
+    amplitudes, in full pulses)."""
     state = pcm_neuron_init((inputs.shape[1],), params, generator)
     spikes = torch.empty(inputs.shape, dtype=torch.bool)
     for k in range(inputs.shape[0]):
@@ -103,7 +104,8 @@ def interspike_intervals(spikes: Tensor) -> tuple[Tensor, Tensor]:
 def isi_stats(spikes: Tensor) -> dict[str, float]:
     """Rate (spikes per neuron and step), mean ISI, the pooled ISI CV, the mean of the
     neurons' own ISI CVs (cycle to cycle) and the CV of their mean ISIs (device to
-    device); neurons with fewer than 3 intervals are left out of the last two."""
+    device): the interspike-interval statistics of Tuma et al. 2016. Neurons with fewer
+    than 3 intervals are left out of the last two."""
     isi, who = interspike_intervals(spikes)
     n = spikes.shape[1]
     count = torch.zeros(n, dtype=torch.float64).index_add_(0, who, torch.ones_like(isi))
@@ -122,15 +124,17 @@ def isi_stats(spikes: Tensor) -> dict[str, float]:
 
 def coding_correlation(signal: Tensor, rate: Tensor) -> float:
     """Pearson correlation of a population's firing rate with its input (0 if the rate
-    never changes)."""
+    never changes): how well the population codes the input (Tuma et al. 2016)."""
     s, r = signal.double() - signal.double().mean(), rate.double() - rate.double().mean()
     den = float(s.norm() * r.norm())
     return float(s @ r) / den if den > 0 else 0.0
 
 
-def transfer(args: argparse.Namespace, params: PCMNeuronParams) -> tuple[list[dict], float,
-                                                                         int]:
-    """Measurement 1: constant amplitudes 0.1 ... 1.0, ``args.neurons`` neurons each."""
+def transfer(args: argparse.Namespace,
+             params: PCMNeuronParams) -> tuple[list[dict], float, int]:
+    """Measurement 1 (Tuma et al. 2016, firing rate and interspike intervals against the
+    input): constant amplitudes 0.1 ... 1.0, ``args.neurons`` neurons each. Returns the
+    rows, the SET charge applied and the spikes fired."""
     amps = torch.linspace(0.1, 1.0, 10)
     gen = torch.Generator().manual_seed(args.seed)
     inputs = amps.repeat_interleave(args.neurons).expand(args.steps, -1)
@@ -143,7 +147,8 @@ def transfer(args: argparse.Namespace, params: PCMNeuronParams) -> tuple[list[di
 
 
 def coding(args: argparse.Namespace, params: PCMNeuronParams) -> tuple[list[dict], dict]:
-    """Measurement 2: population rate against a sine faster than one neuron's rate."""
+    """Measurement 2 (Tuma et al. 2016, population coding): the population rate against a
+    sine faster than one neuron's rate, for each variant of ``VARIANTS`` and each N."""
     k = torch.arange(args.warmup + args.steps, dtype=torch.float32)
     signal = 0.5 + 0.4 * torch.sin(2 * math.pi * k / args.period)
     rows, traces = [], {}
