@@ -446,6 +446,24 @@ def mixed(args: argparse.Namespace) -> None:
         print(json.dumps({"checkpoint": args.checkpoint, "case": name, **acc}), flush=True)
 
 
+def tiles(args: argparse.Namespace) -> None:
+    """The study's chip with its 512-row tiles (the 3x3 convs of the 64-channel stage,
+    576 rows, split over two tiles, each with its own DAC, output noise and ADC) against
+    tiles tall enough for every layer to sit on one, as on a chip whose arrays hold
+    each layer (Joshi et al.'s prototype has 512 word lines; a 56-channel stage, 504
+    rows, would fit; docs/joshi2020.md)."""
+    _, _, calib, adabs, test = _protocol(args.data_dir)
+    net = aimc.models.resnet32_cifar(args.checkpoint).eval()
+    pcm = aimc.presets.pcm_joshi2020()
+    for rows in args.rows:
+        cfg = dataclasses.replace(pcm, tile=dataclasses.replace(pcm.tile, rows=rows))
+        analog = aimc.convert(net, cfg)
+        aimc.calibrate_inputs(analog, calib, batches=10)
+        acc = _gdc_accuracy(analog, test, chips=3, adabs=adabs)
+        print(json.dumps({"checkpoint": args.checkpoint, "tile_rows": rows, **acc}),
+              flush=True)
+
+
 def adabs_once(args: argparse.Namespace) -> None:
     _, _, calib, adabs, test = _protocol(args.data_dir)
     net = aimc.models.resnet32_cifar(args.checkpoint).eval()
@@ -574,6 +592,9 @@ def main(argv: list[str] | None = None) -> int:
     mx = sub.add_parser("mixed")
     mx.add_argument("checkpoint")
     mx.add_argument("--cases", nargs="+", help="run only these cases (default: all)")
+    tl = sub.add_parser("tiles")
+    tl.add_argument("checkpoint")
+    tl.add_argument("--rows", type=int, nargs="+", default=[512, 576])
     ao = sub.add_parser("adabs-once")
     ao.add_argument("checkpoint")
     ao.add_argument("--digital", nargs="+", help="modules kept digital (as the study's)")
@@ -592,7 +613,7 @@ def main(argv: list[str] | None = None) -> int:
     probes = {"sweep": sweep, "components": components, "gdc": gdc, "noise-scale": noise_scale,
               "input-range": input_range, "bntime": bntime, "layers": layers, "mixed": mixed,
               "bnstats": bnstats, "adabs-once": adabs_once, "adc": adc,
-              "adc-range": adc_range}
+              "adc-range": adc_range, "tiles": tiles}
     probes[args.probe](args)
     return 0
 
