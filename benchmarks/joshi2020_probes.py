@@ -141,6 +141,9 @@ def sweep(args: argparse.Namespace) -> None:
     state = torch.load(args.trained, weights_only=True) if args.trained else None
     sweep_ckpt = isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT
     plain = args.trained if args.trained and not sweep_ckpt else DEFAULT_PRETRAINED
+    if args.from_scratch and not args.trained:
+        torch.manual_seed(args.seed)  # the initial weights
+        plain = None
     net = aimc.convert(aimc.models.resnet32_cifar(plain), aimc.presets.pcm_joshi2020())
     if sweep_ckpt:
         net.load_state_dict(state["model"])
@@ -157,6 +160,7 @@ def sweep(args: argparse.Namespace) -> None:
     tag += f"_clip{args.clip_sigma}" if args.clip_sigma != 2.5 else ""
     tag += f"_sam{args.sam_rho}" if args.sam_rho else ""
     tag += f"_seed{args.seed}" if args.seed else ""
+    tag += "_scratch" if args.from_scratch else ""
     teacher = None
     if args.distill:
         if not args.teacher:
@@ -184,6 +188,7 @@ def sweep(args: argparse.Namespace) -> None:
            **({"clip_sigma": args.clip_sigma} if args.clip_sigma != 2.5 else {}),
            **({"sam_rho": args.sam_rho} if args.sam_rho else {}),
            **({"seed": args.seed} if args.seed else {}),
+           **({"from_scratch": True} if args.from_scratch else {}),
            "epochs": args.epochs, **({"lr": args.lr} if args.lr != 0.01 else {}),
            "train_s": train_s, "digital": digital,
            **acc}
@@ -560,6 +565,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out-noise", action="store_true",
                    help="the tiles' output noise in training (HWAConfig.out_noise) without "
                         "the DAC and ADC")
+    s.add_argument("--from-scratch", action="store_true",
+                   help="train from random weights instead of the pretrained checkpoint "
+                        "(the whole budget hardware-aware)")
     s.add_argument("--trained", help="skip the fine-tune: evaluate this ResNet-32 state dict "
                                      "(e.g. the study's joshi2020_hwa_resnet32.pt) or a sweep "
                                      "checkpoint the same way")
