@@ -69,6 +69,16 @@ on the 2,000 calibration images, times M); evaluated as ``noise-scale`` does.
 AdaBS does) from clean or crop+flip training images, or from 2,000 clean test images;
 accuracy on the other 8,000 test images; prints one line per case.
 
+``lossless CHECKPOINT ... [--lossless FILE --chips N]``: the same networks on the same
+1,000 test images in two pixel versions: the lossless originals (``lossless_subset.npz``
+of ../shared/data/cifar10, test images 0-999) and their JPEG copies (the data set of the
+study). The DAC ranges and AdaBS use training images 0-3,999 of the same version. GDC at
+1 s and 1 day and GDC+AdaBS on N chips (default 10); one JSON line per network and
+version. It asks whether the drop on the chip depends on the pixels the network sees:
+the targets of issue 3 come from networks trained and tested on the lossless set.
+A CHECKPOINT is a plain ResNet-32 state dict or an FP32 training checkpoint (a study's
+``work/fp32.ckpt.pt``).
+
     python benchmarks/joshi2020_probes.py --data-dir /tmp/aimc-cifar10 sweep 0.04 0 2
     python benchmarks/joshi2020_probes.py --data-dir /tmp/aimc-cifar10 components \\
         docs/results/joshi2020-gauss3ep_hwa_resnet32.pt          # or bnstats
@@ -540,6 +550,48 @@ def adc(args: argparse.Namespace) -> None:
               + ", ".join(f"{k} {100 * v:.3f}%" for k, v in top), flush=True)
 
 
+def _resnet32(path: str) -> torch.nn.Module:
+    """A ResNet-32 from a plain state dict or from an FP32 training checkpoint."""
+    state = torch.load(path, weights_only=True, map_location="cpu")  # some were saved on GPU
+    if isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT:
+        net = aimc.models.resnet32_cifar()
+        net.load_state_dict(state["model"])
+        return net.eval()
+    return aimc.models.resnet32_cifar(path).eval()
+
+
+def lossless(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    raw = np.load(args.lossless)
+    # the subset is N x 32 x 32 x 3; the loaders take N x 3 x 32 x 32
+    versions = {"lossless": (torch.from_numpy(raw["train_x"]).permute(0, 3, 1, 2).contiguous(),
+                             torch.from_numpy(raw["train_y"]).long(),
+                             torch.from_numpy(raw["test_x"]).permute(0, 3, 1, 2).contiguous(),
+                             torch.from_numpy(raw["test_y"]).long())}
+    x, y = load_cifar10(args.data_dir, "train")
+    xt, yt = load_cifar10(args.data_dir, "test")
+    n_train, n_test = len(versions["lossless"][1]), len(versions["lossless"][3])
+    versions["jpeg"] = (x[:n_train], y[:n_train], xt[:n_test], yt[:n_test])
+    if not (torch.equal(versions["jpeg"][1], versions["lossless"][1])
+            and torch.equal(versions["jpeg"][3], versions["lossless"][3])):
+        raise SystemExit("the lossless subset's labels differ from the data set's first "
+                         "images: not the same images")
+    for path in args.checkpoints:
+        net = _resnet32(path)
+        for name, (xtr, ytr, xte, yte) in versions.items():
+            xc, yc = random_subset(xtr, ytr, 2000, 2)
+            calib = CifarLoader(xc, yc, 200, **NORM)
+            adabs = CifarLoader(xc, yc, 200, augment=True, seed=0, **NORM)
+            test = CifarLoader(xte, yte, 100, **NORM)
+            digital = aimc.accuracy(net, test)
+            analog = aimc.convert(net, aimc.presets.pcm_joshi2020())
+            aimc.calibrate_inputs(analog, calib, batches=10)
+            acc = _gdc_accuracy(analog, test, chips=args.chips, adabs=adabs)
+            print(json.dumps({"checkpoint": path, "pixels": name, "test_images": n_test,
+                              "chips": args.chips, "digital": digital, **acc}), flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", required=True, help="CIFAR-10 python layout")
@@ -614,6 +666,11 @@ def main(argv: list[str] | None = None) -> int:
     ad = sub.add_parser("adc")
     ad.add_argument("checkpoint")
     ad.add_argument("--times", type=float, nargs="+", default=[1.0, 86_400.0, 31_536_000.0])
+    ll = sub.add_parser("lossless")
+    ll.add_argument("checkpoints", nargs="+")
+    ll.add_argument("--lossless", default="../shared/data/cifar10/lossless_subset.npz",
+                    help="the lossless originals (arrays train_x, train_y, test_x, test_y)")
+    ll.add_argument("--chips", type=int, default=10)
     b = sub.add_parser("bnstats")
     b.add_argument("checkpoint")
     args = p.parse_args(argv)
@@ -621,7 +678,7 @@ def main(argv: list[str] | None = None) -> int:
     probes = {"sweep": sweep, "components": components, "gdc": gdc, "noise-scale": noise_scale,
               "input-range": input_range, "bntime": bntime, "layers": layers, "mixed": mixed,
               "bnstats": bnstats, "adabs-once": adabs_once, "adc": adc,
-              "adc-range": adc_range, "tiles": tiles}
+              "adc-range": adc_range, "tiles": tiles, "lossless": lossless}
     probes[args.probe](args)
     return 0
 
